@@ -1,0 +1,95 @@
+"""name-addr / addr-spec values: From, To, Contact, Route, Record-Route."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+
+from mcmig.sip.errors import SipParseError
+from mcmig.sip.grammar import (
+    QUOTED_STRING,
+    SWS,
+    TOKEN,
+    Params,
+    expect_end,
+    format_params,
+    parse_params,
+    quote,
+    split_comma_list,
+    unquote,
+)
+from mcmig.sip.uri import SipUri, Uri, parse_uri
+
+_QUOTED_DISPLAY_RE = re.compile(rf"{SWS}({QUOTED_STRING}){SWS}<")
+_TOKEN_DISPLAY_RE = re.compile(rf"{SWS}((?:{TOKEN}(?:[ \t]+{TOKEN})*)?){SWS}<")
+# addr-spec form: the URI runs to the first SEMI or whitespace (RFC 3261 20.10).
+_ADDR_SPEC_RE = re.compile(r"[ \t]*([^;\s<>\"]+)")
+
+
+@dataclass(frozen=True, slots=True)
+class NameAddress:
+    """``[display-name] <uri> *(;param)``; parameter names are lowercased."""
+
+    uri: Uri
+    display_name: str | None = None
+    params: Params = field(default_factory=dict)
+
+    @property
+    def tag(self) -> str | None:
+        return self.params.get("tag")
+
+    @property
+    def sip_uri(self) -> SipUri:
+        if not isinstance(self.uri, SipUri):
+            raise SipParseError(f"not a SIP URI: {self.uri}")
+        return self.uri
+
+    def with_tag(self, tag: str) -> NameAddress:
+        params = dict(self.params)
+        params["tag"] = tag
+        return replace(self, params=params)
+
+    def without_params(self) -> NameAddress:
+        return replace(self, params={})
+
+    def __str__(self) -> str:
+        display = "" if self.display_name is None else quote(self.display_name) + " "
+        return f"{display}<{self.uri}>{format_params(self.params)}"
+
+
+def parse_name_address(value: str, what: str, require_brackets: bool = False) -> NameAddress:
+    display: str | None = None
+    m = _QUOTED_DISPLAY_RE.match(value)
+    if m is not None:
+        display = unquote(m.group(1))
+    elif "<" in value:
+        m = _TOKEN_DISPLAY_RE.match(value)
+        if m is None:
+            raise SipParseError(f"malformed display name in {what}")
+        display = m.group(1) or None
+    if m is not None:
+        close = value.find(">", m.end())
+        if close < 0:
+            raise SipParseError(f"unterminated <URI> in {what}")
+        uri = parse_uri(value[m.end() : close])
+        pos = close + 1
+    else:
+        if require_brackets:
+            raise SipParseError(f"{what} needs a name-addr in <...>")
+        if '"' in value:
+            raise SipParseError(f"unbalanced quotes in {what}")
+        m2 = _ADDR_SPEC_RE.match(value)
+        if m2 is None:
+            raise SipParseError(f"missing URI in {what}")
+        spec = m2.group(1)
+        if "?" in spec or "," in spec:
+            raise SipParseError(f"{what}: a URI with '?' or ',' must be in <...>")
+        uri = parse_uri(spec)
+        pos = m2.end()
+    params, pos = parse_params(value, pos, what)
+    expect_end(value, pos, what)
+    return NameAddress(uri=uri, display_name=display, params=params)
+
+
+def parse_name_address_list(value: str, what: str, require_brackets: bool = False) -> list[NameAddress]:
+    return [parse_name_address(part, what, require_brackets) for part in split_comma_list(value)]

@@ -1,0 +1,276 @@
+"""SIP requests and responses: ordered raw headers with cached typed views.
+
+Headers are stored as (canonical name, raw value) pairs so that what a peer
+sent is kept as sent; typed views (Via, From, CSeq, ...) are parsed on first
+use and cached until that header is changed. Content-Length is not stored: it
+is always computed from the body when serializing, so it can never be stale.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from mcmig.sip.address import NameAddress, parse_name_address, parse_name_address_list
+from mcmig.sip.cseq import CSeq, parse_bounded_int, parse_cseq
+from mcmig.sip.errors import SipParseError
+from mcmig.sip.grammar import split_comma_list
+from mcmig.sip.headers import canonical_name
+from mcmig.sip.uri import Uri
+from mcmig.sip.via import Via, parse_via
+
+_WORD = r"[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+"
+_CALL_ID_RE = re.compile(rf"{_WORD}(?:@{_WORD})?\Z")
+
+T = TypeVar("T")
+HeaderList = list[tuple[str, str]]
+
+
+class Message:
+    """Common part of requests and responses."""
+
+    __slots__ = ("_typed", "body", "headers")
+
+    def __init__(self, headers: Iterable[tuple[str, str]] = (), body: bytes = b"") -> None:
+        self.headers: HeaderList = [(canonical_name(n), v) for n, v in headers]
+        self.body = body
+        self._typed: dict[str, Any] = {}
+
+    # -- raw header access -------------------------------------------------
+    def get(self, name: str) -> str | None:
+        name = canonical_name(name)
+        for n, v in self.headers:
+            if n == name:
+                return v
+        return None
+
+    def get_all(self, name: str) -> list[str]:
+        name = canonical_name(name)
+        return [v for n, v in self.headers if n == name]
+
+    def values(self, name: str) -> list[str]:
+        """Every comma-separated element of every instance of a list header."""
+        out: list[str] = []
+        for line in self.get_all(name):
+            out.extend(split_comma_list(line))
+        return out
+
+    def has(self, name: str) -> bool:
+        return self.get(name) is not None
+
+    def set(self, name: str, value: str) -> None:
+        """Replace every instance of ``name`` with one, where the first one stood."""
+        name = canonical_name(name)
+        self._typed.pop(name, None)
+        for i, (n, _) in enumerate(self.headers):
+            if n == name:
+                self.headers[i] = (name, value)
+                self.headers[i + 1 :] = [(n2, v2) for n2, v2 in self.headers[i + 1 :] if n2 != name]
+                return
+        self.headers.append((name, value))
+
+    def add(self, name: str, value: str, *, first: bool = False) -> None:
+        name = canonical_name(name)
+        self._typed.pop(name, None)
+        if first:
+            self.headers.insert(0, (name, value))
+        else:
+            self.headers.append((name, value))
+
+    def remove(self, name: str) -> None:
+        name = canonical_name(name)
+        self._typed.pop(name, None)
+        self.headers = [(n, v) for n, v in self.headers if n != name]
+
+    # -- typed views ---------------------------------------------------------
+    def _cached(self, name: str, compute: Callable[[], T]) -> T:
+        try:
+            return self._typed[name]  # type: ignore[no-any-return]
+        except KeyError:
+            value = compute()
+            self._typed[name] = value
+            return value
+
+    def _single(self, name: str) -> str:
+        value = self.get(name)
+        if value is None:
+            raise SipParseError(f"missing {name} header", partial=self)
+        return value
+
+    @property
+    def vias(self) -> list[Via]:
+        return self._cached("Via", lambda: [parse_via(v) for v in self.values("Via")])
+
+    @property
+    def top_via(self) -> Via:
+        vias = self.vias
+        if not vias:
+            raise SipParseError("missing Via header", partial=self)
+        return vias[0]
+
+    def replace_top_via(self, via: Via) -> None:
+        """Rewrite the first Via element (RFC 3261 18.2.1 received/rport)."""
+        for i, (n, v) in enumerate(self.headers):
+            if n == "Via":
+                rest = split_comma_list(v)[1:]
+                self.headers[i] = ("Via", ", ".join([str(via), *rest]))
+                break
+        else:
+            self.headers.insert(0, ("Via", str(via)))
+        vias = list(self._typed.get("Via") or self.vias)
+        self._typed["Via"] = [via, *vias[1:]]
+
+    def pop_top_via(self) -> Via:
+        vias = self.vias
+        for i, (n, v) in enumerate(self.headers):
+            if n == "Via":
+                rest = split_comma_list(v)[1:]
+                if rest:
+                    self.headers[i] = ("Via", ", ".join(rest))
+                else:
+                    del self.headers[i]
+                break
+        self._typed["Via"] = vias[1:]
+        return vias[0]
+
+    @property
+    def from_(self) -> NameAddress:
+        return self._cached("From", lambda: parse_name_address(self._single("From"), "From"))
+
+    @property
+    def to(self) -> NameAddress:
+        return self._cached("To", lambda: parse_name_address(self._single("To"), "To"))
+
+    @property
+    def call_id(self) -> str:
+        def compute() -> str:
+            value = self._single("Call-ID")
+            if _CALL_ID_RE.match(value) is None:
+                raise SipParseError("malformed Call-ID", partial=self)
+            return value
+
+        return self._cached("Call-ID", compute)
+
+    @property
+    def cseq(self) -> CSeq:
+        return self._cached("CSeq", lambda: parse_cseq(self._single("CSeq")))
+
+    @property
+    def max_forwards(self) -> int | None:
+        def compute() -> int | None:
+            value = self.get("Max-Forwards")
+            return None if value is None else parse_bounded_int(value, "Max-Forwards", 255)
+
+        return self._cached("Max-Forwards", compute)
+
+    @property
+    def contacts(self) -> list[NameAddress]:
+        """Contact values; ``Contact: *`` (REGISTER only) gives an empty list."""
+
+        def compute() -> list[NameAddress]:
+            out: list[NameAddress] = []
+            for line in self.get_all("Contact"):
+                if line.strip() == "*":
+                    continue
+                out.extend(parse_name_address_list(line, "Contact"))
+            return out
+
+        return self._cached("Contact", compute)
+
+    @property
+    def routes(self) -> list[NameAddress]:
+        return self._cached(
+            "Route",
+            lambda: [a for v in self.get_all("Route") for a in parse_name_address_list(v, "Route", True)],
+        )
+
+    @property
+    def record_routes(self) -> list[NameAddress]:
+        return self._cached(
+            "Record-Route",
+            lambda: [
+                a
+                for v in self.get_all("Record-Route")
+                for a in parse_name_address_list(v, "Record-Route", True)
+            ],
+        )
+
+    @property
+    def content_type(self) -> str | None:
+        """The media type, lowercased, parameters dropped."""
+        value = self.get("Content-Type")
+        if value is None:
+            return None
+        return value.split(";", 1)[0].strip(" \t").lower()
+
+    @property
+    def transaction_method(self) -> str:
+        return self.cseq.method
+
+    # -- serialization -------------------------------------------------------
+    def start_line(self) -> str:
+        raise NotImplementedError
+
+    def serialize(self) -> bytes:
+        lines = [self.start_line()]
+        lines.extend([f"{n}: {v}" for n, v in self.headers])
+        lines.append(f"Content-Length: {len(self.body)}\r\n\r\n")
+        return "\r\n".join(lines).encode() + self.body
+
+    def __bytes__(self) -> bytes:
+        return self.serialize()
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Message):
+            return NotImplemented
+        return (
+            type(self) is type(other)
+            and self.start_line() == other.start_line()
+            and self.headers == other.headers
+            and self.body == other.body
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class Request(Message):
+    __slots__ = ("method", "uri")
+
+    def __init__(
+        self,
+        method: str,
+        uri: Uri,
+        headers: Iterable[tuple[str, str]] = (),
+        body: bytes = b"",
+    ) -> None:
+        super().__init__(headers, body)
+        self.method = method
+        self.uri = uri
+
+    def start_line(self) -> str:
+        return f"{self.method} {self.uri} SIP/2.0"
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.uri}>"
+
+
+class Response(Message):
+    __slots__ = ("reason", "status")
+
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        headers: Iterable[tuple[str, str]] = (),
+        body: bytes = b"",
+    ) -> None:
+        super().__init__(headers, body)
+        self.status = status
+        self.reason = reason
+
+    def start_line(self) -> str:
+        return f"SIP/2.0 {self.status} {self.reason}"
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {self.reason}>"

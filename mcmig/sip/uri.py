@@ -1,0 +1,134 @@
+"""SIP and SIPS URIs (RFC 3261 section 19.1) and opaque absolute URIs."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+
+from mcmig.sip.errors import SipParseError
+
+_ESC = r"%[0-9A-Fa-f]{2}"
+_USER = rf"(?:[A-Za-z0-9\-_.!~*'()&=+$,;?/]|{_ESC})+"
+_PASSWORD = rf"(?:[A-Za-z0-9\-_.!~*'()&=+$,]|{_ESC})*"
+_IPV4 = r"\d{1,3}(?:\.\d{1,3}){3}"
+_IPV6 = r"\[[0-9A-Fa-f:.]+\]"
+_HOSTNAME = r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?\.)*[A-Za-z](?:[A-Za-z0-9\-]*[A-Za-z0-9])?\.?"
+HOST = rf"(?:{_IPV6}|{_IPV4}|{_HOSTNAME})"
+_PCHAR = rf"(?:[A-Za-z0-9\-_.!~*'()\[\]/:&+$]|{_ESC})+"
+_HCHAR = rf"(?:[A-Za-z0-9\-_.!~*'()\[\]/?:+$]|{_ESC})"
+
+_SIP_URI_RE = re.compile(
+    rf"((?i:sips?)):(?:({_USER})(?::({_PASSWORD}))?@)?({HOST})(?::(\d{{1,5}}))?"
+    rf"((?:;{_PCHAR}(?:={_PCHAR})?)*)"
+    rf"(?:\?({_HCHAR}+={_HCHAR}*(?:&{_HCHAR}+={_HCHAR}*)*))?\Z"
+)
+_ABSOLUTE_URI_RE = re.compile(
+    rf"[A-Za-z][A-Za-z0-9+\-.]*:(?:[;/?:@&=+$,A-Za-z0-9\-_.!~*'()]|{_ESC})+\Z"
+)
+_HOST_RE = re.compile(HOST + r"\Z")
+_IPV4_RE = re.compile(_IPV4 + r"\Z")
+
+
+def is_host(text: str) -> bool:
+    return _HOST_RE.match(text) is not None
+
+
+def is_ip_address(host: str) -> bool:
+    return host.startswith("[") or _IPV4_RE.match(host) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class SipUri:
+    """A sip: or sips: URI. ``user`` keeps its escapes, so it re-serializes exactly."""
+
+    host: str
+    user: str | None = None
+    port: int | None = None
+    scheme: str = "sip"
+    password: str | None = None
+    params: dict[str, str | None] = field(default_factory=dict)
+    headers: str | None = None
+
+    def __str__(self) -> str:
+        userinfo = ""
+        if self.user is not None:
+            userinfo = self.user
+            if self.password is not None:
+                userinfo += ":" + self.password
+            userinfo += "@"
+        port = "" if self.port is None else f":{self.port}"
+        params = "".join(f";{k}" if v is None else f";{k}={v}" for k, v in self.params.items())
+        headers = "" if self.headers is None else "?" + self.headers
+        return f"{self.scheme}:{userinfo}{self.host}{port}{params}{headers}"
+
+    @property
+    def transport(self) -> str | None:
+        value = self.params.get("transport")
+        return None if value is None else value.lower()
+
+    @property
+    def aor(self) -> str:
+        """The address-of-record form: scheme, user and host, lowercased host."""
+        user = "" if self.user is None else self.user + "@"
+        return f"{self.scheme}:{user}{self.host.lower()}"
+
+    def with_params(self, **params: str | None) -> SipUri:
+        merged = dict(self.params)
+        merged.update(params)
+        return replace(self, params=merged)
+
+
+@dataclass(frozen=True, slots=True)
+class AbsoluteUri:
+    """A URI of another scheme, kept opaque (RFC 3261 allows them in most places)."""
+
+    text: str
+
+    @property
+    def scheme(self) -> str:
+        return self.text.split(":", 1)[0].lower()
+
+    def __str__(self) -> str:
+        return self.text
+
+
+Uri = SipUri | AbsoluteUri
+
+
+def _parse_uri_params(text: str) -> dict[str, str | None]:
+    params: dict[str, str | None] = {}
+    for item in text.split(";")[1:]:
+        name, eq, value = item.partition("=")
+        params[name.lower()] = value if eq else None
+    return params
+
+
+def parse_sip_uri(text: str) -> SipUri:
+    m = _SIP_URI_RE.match(text)
+    if m is None:
+        raise SipParseError(f"malformed SIP URI {text[:80]!r}")
+    scheme, user, password, host, port, params, headers = m.groups()
+    port_number = None
+    if port is not None:
+        port_number = int(port)
+        if port_number > 65535:
+            raise SipParseError(f"port out of range in {text[:80]!r}")
+    return SipUri(
+        host=host,
+        user=user,
+        port=port_number,
+        scheme=scheme.lower(),
+        password=password,
+        params=_parse_uri_params(params) if params else {},
+        headers=headers,
+    )
+
+
+def parse_uri(text: str) -> Uri:
+    """Parse any URI: SIP/SIPS strictly, other schemes as opaque absolute URIs."""
+    head = text[:5].lower()
+    if head.startswith(("sip:", "sips:")):
+        return parse_sip_uri(text)
+    if _ABSOLUTE_URI_RE.match(text) is None:
+        raise SipParseError(f"malformed URI {text[:80]!r}")
+    return AbsoluteUri(text)

@@ -1,0 +1,88 @@
+"""The Via header (RFC 3261 sections 8.1.1.7, 18.2.1, 20.42; RFC 3581 rport)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+
+from mcmig.sip.errors import SipParseError
+from mcmig.sip.grammar import SWS, TOKEN, Params, expect_end, format_params, parse_params
+from mcmig.sip.uri import HOST, is_ip_address
+
+MAGIC_COOKIE = "z9hG4bK"
+
+_SENT_RE = re.compile(
+    rf"{SWS}({TOKEN}){SWS}/{SWS}({TOKEN}){SWS}/{SWS}({TOKEN})[ \t]+({HOST})"
+    rf"(?:{SWS}:{SWS}(\d{{1,5}}))?"
+)
+_RPORT_RE = re.compile(r"\d{1,5}\Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Via:
+    transport: str
+    host: str
+    port: int | None = None
+    params: Params = field(default_factory=dict)
+    protocol: str = "SIP/2.0"
+
+    @property
+    def branch(self) -> str | None:
+        return self.params.get("branch")
+
+    @property
+    def received(self) -> str | None:
+        return self.params.get("received")
+
+    @property
+    def rport(self) -> int | None:
+        value = self.params.get("rport")
+        return None if value is None else int(value)
+
+    @property
+    def has_rport(self) -> bool:
+        return "rport" in self.params
+
+    @property
+    def sent_by(self) -> tuple[str, int | None]:
+        return (self.host.lower(), self.port)
+
+    @property
+    def rfc3261_branch(self) -> bool:
+        """True when the branch carries the magic cookie and something after it."""
+        b = self.branch
+        return b is not None and b.startswith(MAGIC_COOKIE) and len(b) > len(MAGIC_COOKIE)
+
+    def with_params(self, **params: str | None) -> Via:
+        merged = dict(self.params)
+        merged.update(params)
+        return replace(self, params=merged)
+
+    def __str__(self) -> str:
+        port = "" if self.port is None else f":{self.port}"
+        return f"{self.protocol}/{self.transport} {self.host}{port}{format_params(self.params)}"
+
+
+def parse_via(value: str) -> Via:
+    m = _SENT_RE.match(value)
+    if m is None:
+        raise SipParseError(f"malformed Via {value[:80]!r}")
+    name, version, transport, host, port = m.groups()
+    params, pos = parse_params(value, m.end(), "Via")
+    expect_end(value, pos, "Via")
+    port_number = None if port is None else int(port)
+    if port_number is not None and port_number > 65535:
+        raise SipParseError("Via port out of range")
+    received = params.get("received")
+    if received is not None and not is_ip_address(received):
+        raise SipParseError("Via received is not an IP address")
+    rport = params.get("rport")
+    if rport is not None and _RPORT_RE.match(rport) is None:
+        raise SipParseError("Via rport is not a port number")
+    return Via(
+        transport=transport.upper(),
+        host=host,
+        port=port_number,
+        params=params,
+        protocol=f"{name.upper()}/{version}",
+    )
