@@ -91,5 +91,7 @@ def parse_name_address(value: str, what: str, require_brackets: bool = False) ->
     return NameAddress(uri=uri, display_name=display, params=params)
 
 
-def parse_name_address_list(value: str, what: str, require_brackets: bool = False) -> list[NameAddress]:
+def parse_name_address_list(
+    value: str, what: str, require_brackets: bool = False
+) -> list[NameAddress]:
     return [parse_name_address(part, what, require_brackets) for part in split_comma_list(value)]

@@ -51,7 +51,7 @@ def format_params(params: Params) -> str:
 
 def expect_end(text: str, pos: int, what: str) -> None:
     if text[pos:].strip(" \t"):
-        raise SipParseError(f"unexpected text in {what}: {text[pos:pos + 40]!r}")
+        raise SipParseError(f"unexpected text in {what}: {text[pos : pos + 40]!r}")
 
 
 def unquote(quoted: str) -> str:

@@ -182,7 +182,9 @@ class Message:
     def routes(self) -> list[NameAddress]:
         return self._cached(
             "Route",
-            lambda: [a for v in self.get_all("Route") for a in parse_name_address_list(v, "Route", True)],
+            lambda: [
+                a for v in self.get_all("Route") for a in parse_name_address_list(v, "Route", True)
+            ],
         )
 
     @property

@@ -91,7 +91,7 @@ def parse_message(
     return message
 
 
-def _parse_start_line(line: str) -> tuple[Message, str | None]:
+def _parse_start_line(line: str) -> tuple[Request | Response, str | None]:
     if line.startswith("SIP/"):
         m = _STATUS_LINE_RE.match(line)
         if m is None:

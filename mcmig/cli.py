@@ -1,0 +1,83 @@
+"""The ``mcmig`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from mcmig.node.runtime import SipNode
+from mcmig.nodes.responder import Responder
+from mcmig.transport.base import split_hostport
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+async def _serve_until_signal(nodes: Sequence[SipNode], ready: str) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    for node in nodes:
+        await node.start()
+    print(ready, flush=True)
+    await stop.wait()
+    for node in nodes:
+        await node.stop()
+
+
+def _cmd_responder(args: argparse.Namespace) -> int:
+    host, port = split_hostport(args.listen)
+    node = SipNode("responder", host, port)
+    Responder(node)
+    asyncio.run(_serve_until_signal([node], f"responder ready on {node.address} (UDP and TCP)"))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mcmig",
+        description="SIP signalling for 3GPP MC migration service authorization.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    responder = sub.add_parser(
+        "responder",
+        help="run a UAS that answers MESSAGE and OPTIONS with 200",
+        description="Run a UAS that answers every MESSAGE and OPTIONS with 200 OK and "
+        "logs one line per request. Listens on UDP and TCP at the same port.",
+    )
+    responder.add_argument(
+        "--listen",
+        default="127.0.0.1:5060",
+        metavar="HOST:PORT",
+        help="address to listen on, [v6]:port for IPv6 (default 127.0.0.1:5060)",
+    )
+    responder.set_defaults(func=_cmd_responder)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose)
+    try:
+        return int(args.func(args))
+    except OSError as exc:
+        print(f"mcmig: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,320 @@
+"""A SIP node: transports + parser + transaction layer + method handlers.
+
+Data flows one way: bytes -> transport -> parser -> transaction layer ->
+handler -> transaction layer -> serializer -> transport. Handlers are
+coroutines that return the final response; they never touch bytes or sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from mcmig.sip.errors import SipParseError
+from mcmig.sip.ids import new_branch
+from mcmig.sip.message import Request, Response
+from mcmig.sip.parser import parse_message
+from mcmig.sip.peer import TransportAddress, response_destination, stamp_received
+from mcmig.sip.responses import make_response
+from mcmig.sip.server_transaction import NonInviteServerTransaction
+from mcmig.sip.timers import TimerConfig
+from mcmig.sip.transaction_layer import (
+    Event,
+    RequestReceived,
+    ResponseReceived,
+    TransactionFailed,
+    TransactionLayer,
+    TransactionTimedOut,
+)
+from mcmig.sip.uri import SipUri
+from mcmig.transport.base import TransportConfig, format_hostport
+from mcmig.transport.stream import StreamTransport
+from mcmig.transport.udp import UdpTransport
+
+Handler = Callable[[Request, TransportAddress], Awaitable[Response]]
+
+# RFC 3261 18.1.1: larger requests go over a congestion-controlled transport.
+UDP_SIZE_LIMIT = 1300
+SUPPORTED_EXTENSIONS: frozenset[str] = frozenset()
+
+
+class SipTimeoutError(Exception):
+    """A client transaction got no final response before its timeout."""
+
+
+class SipTransportError(Exception):
+    """A request could not be sent, or its connection broke."""
+
+
+@dataclass
+class NodeStats:
+    received: int = 0
+    malformed: int = 0
+    answered_malformed: int = 0
+    handler_errors: int = 0
+    by_method: dict[str, int] = field(default_factory=dict)
+
+
+class SipNode:
+    """One SIP element listening on UDP and TCP at one host and port."""
+
+    def __init__(
+        self,
+        name: str,
+        host: str,
+        port: int,
+        *,
+        timers: TimerConfig | None = None,
+        transport_config: TransportConfig | None = None,
+        server_header: str | None = None,
+    ) -> None:
+        self.name = name
+        self.host = host
+        self.port = port
+        self.layer = TransactionLayer(timers)
+        self.config = transport_config or TransportConfig()
+        self.handlers: dict[str, Handler] = {"OPTIONS": self._options}
+        self.stats = NodeStats()
+        self.log = logging.getLogger(f"mcmig.node.{name}")
+        self._server_header = server_header
+        self._udp: UdpTransport | None = None
+        self._streams: dict[str, StreamTransport] = {}
+        self._pending: dict[int, asyncio.Future[Response]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- lifecycle ---------------------------------------------------------------
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._udp = await UdpTransport.bind(self.host, self.port, self._on_bytes, self._on_failure)
+        if self.port == 0:
+            self.port = self._udp.local_port
+        tcp = StreamTransport("TCP", self.config, self._on_bytes, self._on_failure)
+        await tcp.listen(self.host, self.port)
+        self._streams["TCP"] = tcp
+
+    async def add_stream_transport(self, transport: StreamTransport, port: int) -> None:
+        await transport.listen(self.host, port)
+        self._streams[transport.name] = transport
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(SipTransportError("node stopped"))
+        if self._udp is not None:
+            self._udp.close()
+        for stream in self._streams.values():
+            await stream.close()
+
+    @property
+    def address(self) -> str:
+        return format_hostport(self.host, self.port)
+
+    @property
+    def uri(self) -> SipUri:
+        return SipUri(host=self.host if ":" not in self.host else f"[{self.host}]", port=self.port)
+
+    # -- sending requests --------------------------------------------------------------
+    async def send_request(
+        self, request: Request, destination: TransportAddress, timeout: float | None = None
+    ) -> Response:
+        """Send ``request`` in a new client transaction; return its final response.
+
+        A top Via with a fresh branch is added here. Raises SipTimeoutError or
+        SipTransportError when no final response comes.
+        """
+        assert self._loop is not None, "node not started"
+        if destination.transport == "UDP" and len(request.serialize()) + 60 > UDP_SIZE_LIMIT:
+            destination = TransportAddress("TCP", destination.host, destination.port)
+        sent_by = format_hostport(self.host, self.port)
+        via = f"SIP/2.0/{destination.transport} {sent_by};branch={new_branch()};rport"
+        request.add("Via", via, first=True)
+        if request.max_forwards is None:
+            request.set("Max-Forwards", "70")
+        future: asyncio.Future[Response] = self._loop.create_future()
+        txn = self.layer.send_request(request, destination, self._loop.time(), timeout)
+        self._pending[id(txn)] = future
+        self._flush()
+        try:
+            return await future
+        finally:
+            self._pending.pop(id(txn), None)
+
+    # -- receiving ---------------------------------------------------------------
+    def _on_bytes(self, data: bytes, source: TransportAddress, datagram: bool) -> None:
+        assert self._loop is not None
+        self.stats.received += 1
+        try:
+            message = parse_message(data, datagram=datagram, limits=self.config.limits)
+            if isinstance(message, Request):
+                stamp_received(message, source)
+                events = self.layer.receive_request(message, source, self._loop.time())
+            else:
+                events = self.layer.receive_response(message, self._loop.time())
+        except SipParseError as exc:
+            self._reject(exc, source)
+            return
+        self._dispatch(events)
+        self._flush()
+
+    def _reject(self, exc: SipParseError, source: TransportAddress) -> None:
+        """Answer a malformed request statelessly when its headers allow, else drop it."""
+        self.stats.malformed += 1
+        partial = exc.partial
+        if isinstance(partial, Request) and partial.method != "ACK":
+            try:
+                response = make_response(
+                    partial, exc.status, headers=[("Warning", self._warning(exc))]
+                )
+                destination = response_destination(partial.top_via, source)
+            except SipParseError:
+                pass
+            else:
+                self.stats.answered_malformed += 1
+                self.log.info(
+                    "answered %d to malformed request from %s: %s", exc.status, source, exc.reason
+                )
+                self._send(response, destination)
+                return
+        self.log.info("dropped malformed message from %s: %s", source, exc.reason)
+
+    def _warning(self, exc: SipParseError) -> str:
+        text = exc.reason.replace("\\", "").replace('"', "'")
+        return f'399 {self.address} "{text}"'
+
+    def _dispatch(self, events: list[Event]) -> None:
+        for event in events:
+            if isinstance(event, RequestReceived):
+                self._on_request(event)
+            elif isinstance(event, ResponseReceived):
+                if event.response.status >= 200:
+                    self._resolve(id(event.transaction), event.response)
+            elif isinstance(event, TransactionTimedOut):
+                self._fail(id(event.transaction), SipTimeoutError("no final response"))
+            elif isinstance(event, TransactionFailed):
+                self._fail(id(event.transaction), SipTransportError("transport failure"))
+
+    def _resolve(self, key: int, response: Response) -> None:
+        fut = self._pending.get(key)
+        if fut is not None and not fut.done():
+            fut.set_result(response)
+
+    def _fail(self, key: int, exc: Exception) -> None:
+        fut = self._pending.get(key)
+        if fut is not None and not fut.done():
+            fut.set_exception(exc)
+
+    def _on_request(self, event: RequestReceived) -> None:
+        request = event.request
+        self.stats.by_method[request.method] = self.stats.by_method.get(request.method, 0) + 1
+        if event.transaction is None:
+            if request.method != "ACK":
+                # No INVITE server transaction yet: answer statelessly (RFC 3261 16.11 style).
+                self._send(
+                    self._precheck(request) or self._method_not_allowed(request),
+                    response_destination(request.top_via, event.source),
+                )
+            return
+        txn = event.transaction
+        refusal = self._precheck(request)
+        if refusal is not None:
+            self._respond(txn, refusal)
+            return
+        handler = self.handlers.get(request.method)
+        if handler is None:
+            self._respond(txn, self._method_not_allowed(request))
+            return
+        task = asyncio.get_running_loop().create_task(self._run_handler(handler, txn, event.source))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _precheck(self, request: Request) -> Response | None:
+        """Checks every UAS makes before its method logic (RFC 3261 8.2.2)."""
+        if not isinstance(request.uri, SipUri):
+            return make_response(request, 416)
+        required = [v.lower() for v in request.values("Require") if v]
+        unsupported = [v for v in required if v not in SUPPORTED_EXTENSIONS]
+        if unsupported and request.method not in ("ACK", "CANCEL"):
+            return make_response(request, 420, headers=[("Unsupported", ", ".join(unsupported))])
+        return None
+
+    def _method_not_allowed(self, request: Request) -> Response:
+        return make_response(request, 405, headers=[("Allow", self.allow_header())])
+
+    def allow_header(self) -> str:
+        return ", ".join(sorted(self.handlers))
+
+    async def _run_handler(
+        self, handler: Handler, txn: NonInviteServerTransaction, source: TransportAddress
+    ) -> None:
+        try:
+            response = await handler(txn.request, source)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # Our bug, not the peer's: keep the traceback, answer 500, keep serving.
+            self.stats.handler_errors += 1
+            self.log.exception("handler for %s failed", txn.request.method)
+            response = make_response(txn.request, 500)
+        if not txn.terminated:
+            self._respond(txn, response)
+
+    async def _options(self, request: Request, source: TransportAddress) -> Response:
+        return make_response(request, 200, headers=[("Allow", self.allow_header())])
+
+    def _respond(self, txn: NonInviteServerTransaction, response: Response) -> None:
+        assert self._loop is not None
+        if self._server_header and not response.has("Server"):
+            response.add("Server", self._server_header)
+        self.layer.respond(txn, response, self._loop.time())
+        self._flush()
+
+    # -- output and time ---------------------------------------------------------------
+    def _send(self, message: Request | Response, destination: TransportAddress) -> None:
+        data = message.serialize()
+        if destination.transport == "UDP":
+            assert self._udp is not None
+            self._udp.send(data, destination)
+            return
+        stream = self._streams.get(destination.transport)
+        if stream is None:
+            self.log.warning("no %s transport for %s", destination.transport, destination)
+            self._on_failure(destination)
+            return
+        stream.send(data, destination)
+
+    def _flush(self) -> None:
+        for transmit in self.layer.take_outgoing():
+            self._send(transmit.message, transmit.destination)
+        self._rearm()
+
+    def _rearm(self) -> None:
+        assert self._loop is not None
+        deadline = self.layer.next_deadline()
+        if deadline == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = deadline
+        self._timer = None if deadline is None else self._loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        assert self._loop is not None
+        self._timer = None
+        self._timer_at = None
+        self._dispatch(self.layer.handle_timer(self._loop.time()))
+        self._flush()
+
+    def _on_failure(self, destination: TransportAddress) -> None:
+        if self._loop is None:
+            return
+        self._dispatch(self.layer.transport_failed(destination, self._loop.time()))
+        self._flush()

@@ -1,0 +1,177 @@
+"""RFC 3261 section 17.1.2: the non-INVITE client transaction, as a table.
+
+The machine is sans-I/O: inputs come with ``now``; it answers with actions
+for the transaction layer and exposes its next deadline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from mcmig.sip.message import Request, Response
+from mcmig.sip.peer import TransportAddress
+from mcmig.sip.timers import TimerConfig
+
+
+class ClientState(Enum):
+    TRYING = "Trying"
+    PROCEEDING = "Proceeding"
+    COMPLETED = "Completed"
+    TERMINATED = "Terminated"
+
+
+class ClientInput(Enum):
+    PROVISIONAL = "1xx"
+    FINAL = "final"
+    TIMER_E = "Timer E"
+    TIMER_F = "Timer F"
+    TIMER_K = "Timer K"
+    TRANSPORT_ERROR = "transport error"
+
+
+@dataclass(frozen=True, slots=True)
+class Transmit:
+    message: Request | Response
+    destination: TransportAddress
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverResponse:
+    response: Response
+
+
+@dataclass(frozen=True, slots=True)
+class Timeout:
+    """Timer F fired: no final response. The TU must not answer 408 upstream (RFC 4320)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TransportError:
+    pass
+
+
+ClientAction = Transmit | DeliverResponse | Timeout | TransportError
+
+S, I = ClientState, ClientInput  # noqa: E741 - short names keep the table readable
+# (state, input) -> (steps, next state). Steps name methods of the machine.
+# Pairs not listed are inputs the RFC says to ignore in that state.
+_TABLE: dict[tuple[ClientState, ClientInput], tuple[tuple[str, ...], ClientState]] = {
+    (S.TRYING, I.PROVISIONAL): (("deliver",), S.PROCEEDING),
+    (S.TRYING, I.FINAL): (("deliver", "complete"), S.COMPLETED),
+    (S.TRYING, I.TIMER_E): (("retransmit", "double_e"), S.TRYING),
+    (S.TRYING, I.TIMER_F): (("timeout",), S.TERMINATED),
+    (S.TRYING, I.TRANSPORT_ERROR): (("transport_error",), S.TERMINATED),
+    (S.PROCEEDING, I.PROVISIONAL): (("deliver",), S.PROCEEDING),
+    (S.PROCEEDING, I.FINAL): (("deliver", "complete"), S.COMPLETED),
+    # 17.1.2.2: in Proceeding, Timer E is reset to T2 after each retransmission.
+    (S.PROCEEDING, I.TIMER_E): (("retransmit", "e_at_t2"), S.PROCEEDING),
+    (S.PROCEEDING, I.TIMER_F): (("timeout",), S.TERMINATED),
+    (S.PROCEEDING, I.TRANSPORT_ERROR): (("transport_error",), S.TERMINATED),
+    (S.COMPLETED, I.PROVISIONAL): ((), S.COMPLETED),
+    (S.COMPLETED, I.FINAL): ((), S.COMPLETED),
+    (S.COMPLETED, I.TIMER_K): ((), S.TERMINATED),
+}
+del S, I
+
+
+class NonInviteClientTransaction:
+    """Sends one non-INVITE request and waits for its final response."""
+
+    def __init__(
+        self,
+        request: Request,
+        destination: TransportAddress,
+        timers: TimerConfig,
+        now: float,
+        timeout: float | None = None,
+    ) -> None:
+        self.request = request
+        self.destination = destination
+        self.branch = request.top_via.branch or ""
+        self.method = request.method
+        self.state = ClientState.TRYING
+        self.retransmissions = 0
+        self._timers = timers
+        self._reliable = destination.reliable
+        self._interval = timers.t1
+        self._response: Response | None = None
+        self._actions: list[ClientAction] = [Transmit(request, destination)]
+        # A B2BUA may ask for a timeout shorter than Timer F, so that its own
+        # upstream hears a 504 before the upstream's Timer F fires.
+        f = timers.timer_f if timeout is None else min(timeout, timers.timer_f)
+        self._deadlines: dict[ClientInput, float] = {ClientInput.TIMER_F: now + f}
+        if not self._reliable:
+            self._deadlines[ClientInput.TIMER_E] = now + timers.t1
+        self._now = now
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.branch, self.method)
+
+    @property
+    def terminated(self) -> bool:
+        return self.state is ClientState.TERMINATED
+
+    def next_deadline(self) -> float | None:
+        return min(self._deadlines.values()) if self._deadlines else None
+
+    def take_actions(self) -> list[ClientAction]:
+        actions, self._actions = self._actions, []
+        return actions
+
+    # -- inputs ----------------------------------------------------------------
+    def receive_response(self, response: Response, now: float) -> list[ClientAction]:
+        self._response = response
+        kind = ClientInput.PROVISIONAL if response.status < 200 else ClientInput.FINAL
+        return self._input(kind, now)
+
+    def handle_timer(self, now: float) -> list[ClientAction]:
+        for timer, deadline in sorted(self._deadlines.items(), key=lambda item: item[1]):
+            if deadline <= now and timer in self._deadlines:
+                del self._deadlines[timer]
+                self._input(timer, deadline)
+        return self.take_actions()
+
+    def transport_failed(self, now: float) -> list[ClientAction]:
+        return self._input(ClientInput.TRANSPORT_ERROR, now)
+
+    def _input(self, kind: ClientInput, now: float) -> list[ClientAction]:
+        entry = _TABLE.get((self.state, kind))
+        if entry is not None:
+            steps, next_state = entry
+            self._now = now
+            for step in steps:
+                getattr(self, "_" + step)()
+            self.state = next_state
+            if next_state is ClientState.TERMINATED:
+                self._deadlines.clear()
+        return self.take_actions()
+
+    # -- steps -----------------------------------------------------------------
+    def _deliver(self) -> None:
+        assert self._response is not None
+        self._actions.append(DeliverResponse(self._response))
+
+    def _complete(self) -> None:
+        self._deadlines.pop(ClientInput.TIMER_E, None)
+        self._deadlines.pop(ClientInput.TIMER_F, None)
+        self._deadlines[ClientInput.TIMER_K] = self._now + self._timers.timer_k(self._reliable)
+
+    def _retransmit(self) -> None:
+        self.retransmissions += 1
+        self._actions.append(Transmit(self.request, self.destination))
+
+    def _double_e(self) -> None:
+        self._interval = min(2 * self._interval, self._timers.t2)
+        self._deadlines[ClientInput.TIMER_E] = self._now + self._interval
+
+    def _e_at_t2(self) -> None:
+        self._interval = self._timers.t2
+        self._deadlines[ClientInput.TIMER_E] = self._now + self._interval
+
+    def _timeout(self) -> None:
+        self._actions.append(Timeout())
+
+    def _transport_error(self) -> None:
+        self._actions.append(TransportError())

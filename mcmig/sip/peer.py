@@ -1,0 +1,60 @@
+"""Transport addresses and the RFC 3261 section 18 rules that use them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mcmig.sip.message import Request
+from mcmig.sip.via import Via
+
+RELIABLE = frozenset({"TCP", "TLS", "SCTP", "WS", "WSS"})
+DEFAULT_PORTS = {"UDP": 5060, "TCP": 5060, "TLS": 5061}
+
+
+@dataclass(frozen=True, slots=True)
+class TransportAddress:
+    """Where a message came from or goes to: transport, IP host, port."""
+
+    transport: str  # "UDP", "TCP" or "TLS"
+    host: str
+    port: int
+
+    @property
+    def reliable(self) -> bool:
+        return self.transport in RELIABLE
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.transport.lower()}:{host}:{self.port}"
+
+
+def _bare(host: str) -> str:
+    return host[1:-1] if host.startswith("[") else host
+
+
+def stamp_received(request: Request, source: TransportAddress) -> None:
+    """Add ``received`` and fill ``rport`` on the top Via (RFC 3261 18.2.1, RFC 3581)."""
+    via = request.top_via
+    params: dict[str, str | None] = {}
+    if _bare(via.host).lower() != source.host.lower():
+        params["received"] = source.host
+    if via.has_rport:
+        params["rport"] = str(source.port)
+        params["received"] = source.host
+    if params:
+        request.replace_top_via(via.with_params(**params))
+
+
+def response_destination(via: Via, source: TransportAddress) -> TransportAddress:
+    """Where a server transaction sends its responses (RFC 3261 18.2.2, RFC 3581 4).
+
+    Over a reliable transport the answer goes back on the connection the request
+    came on; the transport layer finds it by the source address.
+    """
+    if source.reliable:
+        return source
+    host = via.received or _bare(via.host)
+    port = (
+        via.rport if via.rport is not None else (via.port or DEFAULT_PORTS.get(via.transport, 5060))
+    )
+    return TransportAddress(source.transport, _bare(host), port)

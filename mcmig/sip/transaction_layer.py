@@ -1,0 +1,206 @@
+"""RFC 3261 section 17 transaction layer: matching, timers, events for the TU.
+
+Sans-I/O: the caller feeds parsed messages and ``now``, then drains
+``take_outgoing()`` and re-arms one timer at ``next_deadline()``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Hashable
+from dataclasses import dataclass
+
+from mcmig.sip.client_transaction import (
+    ClientAction,
+    DeliverResponse,
+    NonInviteClientTransaction,
+    Timeout,
+    Transmit,
+    TransportError,
+)
+from mcmig.sip.message import Request, Response
+from mcmig.sip.peer import TransportAddress, response_destination
+from mcmig.sip.server_transaction import NonInviteServerTransaction, ServerAction
+from mcmig.sip.timers import TimerConfig
+
+Transaction = NonInviteClientTransaction | NonInviteServerTransaction
+
+# Methods whose transactions are not the non-INVITE kind; they reach the TU
+# without a server transaction (INVITE transactions arrive with calls).
+STATELESS_METHODS = frozenset({"INVITE", "ACK"})
+
+
+@dataclass(frozen=True, slots=True)
+class RequestReceived:
+    """A new request. ``transaction`` is None for INVITE/ACK (no state kept here)."""
+
+    request: Request
+    source: TransportAddress
+    transaction: NonInviteServerTransaction | None
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseReceived:
+    response: Response
+    transaction: NonInviteClientTransaction
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionTimedOut:
+    transaction: NonInviteClientTransaction
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionFailed:
+    transaction: Transaction
+
+
+Event = RequestReceived | ResponseReceived | TransactionTimedOut | TransactionFailed
+
+
+def server_transaction_key(request: Request) -> Hashable:
+    """17.2.3 matching: branch + sent-by + method, or the RFC 2543 fallback."""
+    via = request.top_via
+    method = "INVITE" if request.method == "ACK" else request.method
+    if via.rfc3261_branch:
+        return (via.branch, via.sent_by, method)
+    return (
+        str(request.uri),
+        request.from_.tag,
+        request.call_id,
+        request.cseq.seq,
+        str(via),
+        method,
+    )
+
+
+class TransactionLayer:
+    def __init__(self, timers: TimerConfig | None = None) -> None:
+        self.timers = timers or TimerConfig()
+        self.client: dict[tuple[str, str], NonInviteClientTransaction] = {}
+        self.server: dict[Hashable, NonInviteServerTransaction] = {}
+        self.stray_responses = 0
+        self._outgoing: list[Transmit] = []
+        self._heap: list[tuple[float, int, Transaction]] = []
+        self._scheduled: dict[int, float] = {}
+        self._seq = itertools.count()
+
+    # -- TU requests -----------------------------------------------------------
+    def send_request(
+        self,
+        request: Request,
+        destination: TransportAddress,
+        now: float,
+        timeout: float | None = None,
+    ) -> NonInviteClientTransaction:
+        txn = NonInviteClientTransaction(request, destination, self.timers, now, timeout)
+        self.client[txn.key] = txn
+        self._apply(txn, txn.take_actions())
+        return txn
+
+    def respond(self, txn: NonInviteServerTransaction, response: Response, now: float) -> None:
+        self._apply(txn, txn.respond(response, now))
+
+    # -- network input ---------------------------------------------------------
+    def receive_request(
+        self, request: Request, source: TransportAddress, now: float
+    ) -> list[Event]:
+        if request.method in STATELESS_METHODS:
+            return [RequestReceived(request, source, None)]
+        key = server_transaction_key(request)
+        txn = self.server.get(key)
+        if txn is not None:
+            self._apply(txn, txn.receive_retransmission(now))
+            return []
+        destination = response_destination(request.top_via, source)
+        txn = NonInviteServerTransaction(request, source, destination, self.timers, now, key)
+        self.server[key] = txn
+        self._schedule(txn)
+        return [RequestReceived(request, source, txn)]
+
+    def receive_response(self, response: Response, now: float) -> list[Event]:
+        via = response.top_via
+        txn = self.client.get((via.branch or "", response.cseq.method))
+        if txn is None:
+            # 17.1.3: no match means the response is dropped (we are no proxy).
+            self.stray_responses += 1
+            return []
+        return self._apply(txn, txn.receive_response(response, now))
+
+    def transport_failed(self, destination: TransportAddress, now: float) -> list[Event]:
+        """A connection or send failed: every transaction using it ends."""
+        events: list[Event] = []
+        for ctxn in [t for t in self.client.values() if t.destination == destination]:
+            events += self._apply(ctxn, ctxn.transport_failed(now))
+        for stxn in [t for t in self.server.values() if t.destination == destination]:
+            events += self._apply(stxn, stxn.transport_failed(now))
+        return events
+
+    # -- time ------------------------------------------------------------------
+    def next_deadline(self) -> float | None:
+        heap = self._heap
+        while heap:
+            deadline, _, txn = heap[0]
+            if self._scheduled.get(id(txn)) == deadline and not txn.terminated:
+                return deadline
+            heapq.heappop(heap)
+        return None
+
+    def handle_timer(self, now: float) -> list[Event]:
+        events: list[Event] = []
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            deadline, _, txn = heapq.heappop(heap)
+            if self._scheduled.get(id(txn)) != deadline or txn.terminated:
+                continue
+            del self._scheduled[id(txn)]
+            events += self._apply(txn, txn.handle_timer(now))
+        return events
+
+    def take_outgoing(self) -> list[Transmit]:
+        out, self._outgoing = self._outgoing, []
+        return out
+
+    @property
+    def active(self) -> int:
+        return len(self.client) + len(self.server)
+
+    # -- internals -------------------------------------------------------------
+    def _apply(
+        self, txn: Transaction, actions: list[ClientAction] | list[ServerAction]
+    ) -> list[Event]:
+        events: list[Event] = []
+        for action in actions:
+            if isinstance(action, Transmit):
+                self._outgoing.append(action)
+            elif isinstance(action, DeliverResponse):
+                assert isinstance(txn, NonInviteClientTransaction)
+                events.append(ResponseReceived(action.response, txn))
+            elif isinstance(action, Timeout):
+                assert isinstance(txn, NonInviteClientTransaction)
+                events.append(TransactionTimedOut(txn))
+            elif isinstance(action, TransportError):
+                events.append(TransactionFailed(txn))
+        if txn.terminated:
+            self._forget(txn)
+        else:
+            self._schedule(txn)
+        return events
+
+    def _schedule(self, txn: Transaction) -> None:
+        deadline = txn.next_deadline()
+        if deadline is None:
+            self._scheduled.pop(id(txn), None)
+            return
+        if self._scheduled.get(id(txn)) != deadline:
+            self._scheduled[id(txn)] = deadline
+            heapq.heappush(self._heap, (deadline, next(self._seq), txn))
+
+    def _forget(self, txn: Transaction) -> None:
+        self._scheduled.pop(id(txn), None)
+        if isinstance(txn, NonInviteClientTransaction):
+            if self.client.get(txn.key) is txn:
+                del self.client[txn.key]
+        elif self.server.get(txn.key) is txn:
+            del self.server[txn.key]

@@ -1,0 +1,91 @@
+"""The parser raises nothing but SipParseError, and round-trips what it makes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mcmig.sip.errors import SipParseError
+from mcmig.sip.framing import StreamFramer
+from mcmig.sip.message import Message
+from mcmig.sip.parser import parse_message
+from tests.property.strategies import requests, responses
+from tests.support.messages import message_request
+
+CORPUS = Path(__file__).resolve().parents[1] / "data" / "rfc4475"
+SEEDS = [message_request()] + [p.read_bytes() for p in sorted(CORPUS.glob("*.dat"))]
+
+
+def _parse_or_refuse(data: bytes, datagram: bool = True) -> None:
+    try:
+        parse_message(data, datagram=datagram)
+    except SipParseError as exc:
+        assert 400 <= exc.status < 600
+
+
+@given(st.binary(max_size=2000))
+def test_arbitrary_bytes(data: bytes) -> None:
+    _parse_or_refuse(data)
+    _parse_or_refuse(data, datagram=False)
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> bytes:
+    data = bytearray(draw(st.sampled_from(SEEDS)))
+    for _ in range(draw(st.integers(1, 8))):
+        op = draw(st.sampled_from(["flip", "insert", "delete", "truncate", "dup"]))
+        pos = draw(st.integers(0, max(len(data) - 1, 0)))
+        if op == "flip" and data:
+            data[pos] = draw(st.integers(0, 255))
+        elif op == "insert":
+            data[pos:pos] = draw(st.sampled_from([b"\r\n", b"\r", b"\n", b" ", b";", b",", b"<", b'"', b"\x00", b":", b"\xff", b"%"]))
+        elif op == "delete":
+            del data[pos : pos + draw(st.integers(1, 20))]
+        elif op == "truncate":
+            del data[pos:]
+        elif op == "dup":
+            data[pos:pos] = data[pos : pos + draw(st.integers(1, 80))]
+    return bytes(data)
+
+
+@given(mutated())
+def test_mutated_valid_messages(data: bytes) -> None:
+    _parse_or_refuse(data)
+    _parse_or_refuse(data, datagram=False)
+
+
+@given(st.one_of(requests(), responses()))
+def test_round_trip(message: Message) -> None:
+    wire = message.serialize()
+    parsed = parse_message(wire)
+    assert parsed == message
+    assert parse_message(parsed.serialize()) == parsed
+
+
+@given(st.lists(st.one_of(requests(), responses()), min_size=1, max_size=4), st.data())
+def test_stream_framing_any_segmentation(messages: list[Message], data: st.DataObject) -> None:
+    stream = b"\r\n".join(m.serialize() for m in messages)  # CRLF keep-alives between
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=10)))
+    framer = StreamFramer()
+    out: list[bytes] = []
+    last = 0
+    for cut in [*cuts, len(stream)]:
+        framer.feed(stream[last:cut])
+        last = cut
+        while (frame := framer.next_message()) is not None:
+            out.append(frame)
+    assert [parse_message(f, datagram=False) for f in out] == messages
+    assert framer.buffered == 0
+
+
+@given(st.binary(max_size=3000))
+def test_framer_never_raises_anything_else(data: bytes) -> None:
+    framer = StreamFramer()
+    framer.feed(data)
+    try:
+        while framer.next_message() is not None:
+            pass
+    except SipParseError:
+        pass
