@@ -130,13 +130,17 @@ class NonInviteClientTransaction:
         for timer, deadline in sorted(self._deadlines.items(), key=lambda item: item[1]):
             if deadline <= now and timer in self._deadlines:
                 del self._deadlines[timer]
-                self._input(timer, deadline)
+                self._apply(timer, deadline)
         return self.take_actions()
 
     def transport_failed(self, now: float) -> list[ClientAction]:
         return self._input(ClientInput.TRANSPORT_ERROR, now)
 
     def _input(self, kind: ClientInput, now: float) -> list[ClientAction]:
+        self._apply(kind, now)
+        return self.take_actions()
+
+    def _apply(self, kind: ClientInput, now: float) -> None:
         entry = _TABLE.get((self.state, kind))
         if entry is not None:
             steps, next_state = entry
@@ -146,7 +150,6 @@ class NonInviteClientTransaction:
             self.state = next_state
             if next_state is ClientState.TERMINATED:
                 self._deadlines.clear()
-        return self.take_actions()
 
     # -- steps -----------------------------------------------------------------
     def _deliver(self) -> None:

@@ -14,12 +14,14 @@ TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]+"
 # qdtext excludes CTLs other than HTAB; quoted-pair admits any octet but CR/LF.
 QUOTED_STRING = r'"(?:[^"\\\x00-\x08\x0a-\x1f\x7f]|\\[\x00-\x09\x0b\x0c\x0e-\x7f])*"'
 IPV6_REFERENCE = r"\[[0-9A-Fa-f:.]+\]"
+# via-received takes a bare IPv6address (RFC 3261 20.42), colons and all.
+IPV6_ADDRESS = r"[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*"
 SWS = r"[ \t]*"
 
 TOKEN_RE = re.compile(TOKEN)
 FULL_TOKEN_RE = re.compile(TOKEN + r"\Z")
 _PARAM_RE = re.compile(
-    rf"{SWS};{SWS}({TOKEN})(?:{SWS}={SWS}({TOKEN}|{IPV6_REFERENCE}|{QUOTED_STRING}))?"
+    rf"{SWS};{SWS}({TOKEN})(?:{SWS}={SWS}({IPV6_ADDRESS}|{TOKEN}|{IPV6_REFERENCE}|{QUOTED_STRING}))?"
 )
 _QUOTED_PAIR_RE = re.compile(r"\\([\x00-\x09\x0b\x0c\x0e-\x7f])")
 # Control characters other than HTAB; CR and LF are checked before unfolding.

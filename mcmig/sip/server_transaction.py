@@ -123,13 +123,17 @@ class NonInviteServerTransaction:
         for timer, deadline in sorted(self._deadlines.items(), key=lambda item: item[1]):
             if deadline <= now and timer in self._deadlines:
                 del self._deadlines[timer]
-                self._input(timer, deadline)
+                self._apply(timer, deadline)
         return self.take_actions()
 
     def transport_failed(self, now: float) -> list[ServerAction]:
         return self._input(ServerInput.TRANSPORT_ERROR, now)
 
     def _input(self, kind: ServerInput, now: float) -> list[ServerAction]:
+        self._apply(kind, now)
+        return self.take_actions()
+
+    def _apply(self, kind: ServerInput, now: float) -> None:
         entry = _TABLE.get((self.state, kind))
         if entry is not None:
             steps, next_state = entry
@@ -141,7 +145,6 @@ class NonInviteServerTransaction:
                 self._deadlines.pop(ServerInput.TIMER_100, None)
             if next_state is ServerState.TERMINATED:
                 self._deadlines.clear()
-        return self.take_actions()
 
     # -- steps -----------------------------------------------------------------
     def _send(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field, replace
 
@@ -28,7 +29,6 @@ _ABSOLUTE_URI_RE = re.compile(
     rf"[A-Za-z][A-Za-z0-9+\-.]*:(?:[;/?:@&=+$,A-Za-z0-9\-_.!~*'()]|{_ESC})+\Z"
 )
 _HOST_RE = re.compile(HOST + r"\Z")
-_IPV4_RE = re.compile(_IPV4 + r"\Z")
 
 
 def is_host(text: str) -> bool:
@@ -36,7 +36,12 @@ def is_host(text: str) -> bool:
 
 
 def is_ip_address(host: str) -> bool:
-    return host.startswith("[") or _IPV4_RE.match(host) is not None
+    """An IPv4 address, or an IPv6 address bare or in brackets."""
+    try:
+        ipaddress.ip_address(host[1:-1] if host.startswith("[") else host)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,9 @@ from mcmig.sip.uri import SipUri
 
 TOKEN_CHARS = string.ascii_letters + string.digits + "-.!%*_+`'~"
 tokens = st.text(TOKEN_CHARS, min_size=1, max_size=12)
-labels = st.text(string.ascii_lowercase + string.digits, min_size=1, max_size=8).map(lambda s: "h" + s)
+labels = st.text(string.ascii_lowercase + string.digits, min_size=1, max_size=8).map(
+    lambda s: "h" + s
+)
 hosts = st.one_of(
     st.lists(labels, min_size=1, max_size=3).map(".".join),
     st.tuples(*[st.integers(0, 255)] * 4).map(lambda t: ".".join(map(str, t))),
@@ -38,15 +40,22 @@ header_values = st.text(
     st.characters(min_codepoint=0x20, max_codepoint=0x7E) | st.sampled_from("éü中"), max_size=30
 ).map(lambda s: s.strip(" \t"))
 extension_names = tokens.map(lambda s: "X-" + s).filter(lambda n: canonical_name(n) == n)
-methods = st.one_of(st.sampled_from(["MESSAGE", "OPTIONS", "INFO", "NOTIFY"]), tokens.map(str.upper))
+methods = st.one_of(
+    st.sampled_from(["MESSAGE", "OPTIONS", "INFO", "NOTIFY"]), tokens.map(str.upper)
+)
 
 
 @st.composite
 def core_headers(draw: st.DrawFn, method: str) -> list[tuple[str, str]]:
     via_host = draw(hosts)
-    branch = "z9hG4bK" + draw(st.text(string.ascii_letters + string.digits, min_size=1, max_size=16))
+    branch = "z9hG4bK" + draw(
+        st.text(string.ascii_letters + string.digits, min_size=1, max_size=16)
+    )
     headers = [
-        ("Via", f"SIP/2.0/{draw(st.sampled_from(['UDP', 'TCP', 'TLS']))} {via_host};branch={branch}"),
+        (
+            "Via",
+            f"SIP/2.0/{draw(st.sampled_from(['UDP', 'TCP', 'TLS']))} {via_host};branch={branch}",
+        ),
         ("From", f"<{draw(sip_uris)}>;tag={draw(tokens)}"),
         ("To", f"<{draw(sip_uris)}>"),
         ("Call-ID", draw(tokens)),
@@ -61,7 +70,9 @@ def core_headers(draw: st.DrawFn, method: str) -> list[tuple[str, str]]:
 @st.composite
 def requests(draw: st.DrawFn) -> Request:
     method = draw(methods)
-    return Request(method, draw(sip_uris), draw(core_headers(method)), draw(st.binary(max_size=200)))
+    return Request(
+        method, draw(sip_uris), draw(core_headers(method)), draw(st.binary(max_size=200))
+    )
 
 
 @st.composite

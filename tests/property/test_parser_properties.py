@@ -40,7 +40,24 @@ def mutated(draw: st.DrawFn) -> bytes:
         if op == "flip" and data:
             data[pos] = draw(st.integers(0, 255))
         elif op == "insert":
-            data[pos:pos] = draw(st.sampled_from([b"\r\n", b"\r", b"\n", b" ", b";", b",", b"<", b'"', b"\x00", b":", b"\xff", b"%"]))
+            data[pos:pos] = draw(
+                st.sampled_from(
+                    [
+                        b"\r\n",
+                        b"\r",
+                        b"\n",
+                        b" ",
+                        b";",
+                        b",",
+                        b"<",
+                        b'"',
+                        b"\x00",
+                        b":",
+                        b"\xff",
+                        b"%",
+                    ]
+                )
+            )
         elif op == "delete":
             del data[pos : pos + draw(st.integers(1, 20))]
         elif op == "truncate":

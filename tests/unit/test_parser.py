@@ -15,7 +15,12 @@ def test_parses_a_message_request_with_typed_views() -> None:
     assert msg.method == "MESSAGE"
     assert msg.uri == SipUri(host="primary.example", user="alice")
     via = msg.top_via
-    assert (via.transport, via.host, via.port, via.branch) == ("UDP", "127.0.2.10", 5060, "z9hG4bK776asdhds")
+    assert (via.transport, via.host, via.port, via.branch) == (
+        "UDP",
+        "127.0.2.10",
+        5060,
+        "z9hG4bK776asdhds",
+    )
     assert via.has_rport and via.rport is None
     assert msg.from_.tag == "1928301774"
     assert msg.to.tag is None
@@ -44,7 +49,8 @@ def test_folded_header_is_unfolded() -> None:
 
 def test_comma_separated_vias() -> None:
     raw = message_request().replace(
-        b"Max-Forwards", b"Via: SIP/2.0/TCP a.example;branch=z9hG4bK1, SIP/2.0/UDP [::1]:5070;branch=z9hG4bK2\r\nMax-Forwards"
+        b"Max-Forwards",
+        b"Via: SIP/2.0/TCP a.example;branch=z9hG4bK1, SIP/2.0/UDP [::1]:5070;branch=z9hG4bK2\r\nMax-Forwards",
     )
     vias = parse_message(raw).vias
     assert [v.host for v in vias] == ["127.0.2.10", "a.example", "[::1]"]
@@ -110,7 +116,9 @@ def test_caps_on_header_count_and_line_length() -> None:
     many = message_request().replace(b"Max-Forwards", b"X-A: 1\r\n" * 300 + b"Max-Forwards")
     with pytest.raises(SipParseError):
         parse_message(many)
-    long_line = message_request().replace(b"Max-Forwards", b"X-A: " + b"a" * 9000 + b"\r\nMax-Forwards")
+    long_line = message_request().replace(
+        b"Max-Forwards", b"X-A: " + b"a" * 9000 + b"\r\nMax-Forwards"
+    )
     with pytest.raises(SipParseError):
         parse_message(long_line)
     assert parse_message(many, limits=ParserLimits(max_headers=400)).get("X-A") == "1"
@@ -126,10 +134,25 @@ def test_serialize_computes_content_length_and_round_trips() -> None:
 def test_uris() -> None:
     uri = parse_uri("sips:alice:secret@[2001:db8::1]:5061;transport=tls;lr?subject=x")
     assert isinstance(uri, SipUri)
-    assert (uri.scheme, uri.user, uri.password, uri.host, uri.port) == ("sips", "alice", "secret", "[2001:db8::1]", 5061)
+    assert (uri.scheme, uri.user, uri.password, uri.host, uri.port) == (
+        "sips",
+        "alice",
+        "secret",
+        "[2001:db8::1]",
+        5061,
+    )
     assert uri.params == {"transport": "tls", "lr": None}
     assert str(uri) == "sips:alice:secret@[2001:db8::1]:5061;transport=tls;lr?subject=x"
     assert isinstance(parse_uri("tel:+15551234"), AbsoluteUri)
     for bad in ["sip:", "sip:a@b c", "sip:a@b:99999", "<sip:a@b>", "sip:a%zz@b"]:
         with pytest.raises(SipParseError):
             parse_uri(bad)
+
+
+def test_via_received_takes_bare_ipv6_and_refuses_names() -> None:
+    from mcmig.sip.via import parse_via
+
+    assert parse_via("SIP/2.0/UDP [::1]:5060;rport=5;received=::1").received == "::1"
+    assert parse_via("SIP/2.0/UDP a.example;received=192.0.2.1").received == "192.0.2.1"
+    with pytest.raises(SipParseError):
+        parse_via("SIP/2.0/UDP a.example;received=host.example")

@@ -1,0 +1,329 @@
+"""Real nodes on loopback: UDP, TCP, IPv6, bad input, retransmissions."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+
+import pytest
+
+from mcmig.node.runtime import SipNode, SipTimeoutError
+from mcmig.nodes.responder import Responder
+from mcmig.sip.message import Request, Response
+from mcmig.sip.peer import TransportAddress
+from mcmig.sip.timers import TimerConfig
+from mcmig.sip.uri import parse_uri
+from mcmig.transport.base import TransportConfig
+from tests.support.messages import message_request
+from tests.support.wire import TcpPeer, UdpPeer
+
+HOST = "127.0.5.1"
+
+
+def _with_rport_to(data: bytes, host: str, port: int) -> bytes:
+    return data.replace(b"127.0.2.10:5060;branch", f"{host}:{port};branch".encode())
+
+
+async def _responder(host: str = HOST, **kw: object) -> SipNode:
+    node = SipNode("responder", host, 0, **kw)  # type: ignore[arg-type]
+    Responder(node)
+    await node.start()
+    return node
+
+
+def test_udp_message_and_options_answered_200() -> None:
+    async def main() -> None:
+        node = await _responder()
+        peer = UdpPeer(HOST)
+        try:
+            await peer.send(_with_rport_to(message_request(), HOST, peer.port), HOST, node.port)
+            response = await peer.receive()
+            assert isinstance(response, Response) and response.status == 200
+            assert response.to.tag is not None
+            assert response.top_via.received == HOST  # RFC 3581: always with rport
+            assert response.top_via.rport == peer.port
+            options = message_request().replace(b"MESSAGE", b"OPTIONS")
+            await peer.send(_with_rport_to(options, HOST, peer.port), HOST, node.port)
+            response = await peer.receive()
+            assert isinstance(response, Response) and response.status == 200
+            assert "MESSAGE" in (response.get("Allow") or "")
+        finally:
+            peer.close()
+            await node.stop()
+
+    asyncio.run(main())
+
+
+def test_unsupported_method_gets_405_with_allow_and_scheme_416() -> None:
+    async def main() -> None:
+        node = await _responder()
+        peer = UdpPeer(HOST)
+        try:
+            info = message_request().replace(b"MESSAGE", b"PUBLISH")
+            await peer.send(_with_rport_to(info, HOST, peer.port), HOST, node.port)
+            response = await peer.receive()
+            assert isinstance(response, Response) and response.status == 405
+            assert response.get("Allow") == "MESSAGE, OPTIONS"
+            tel = message_request().replace(
+                b"MESSAGE sip:alice@primary.example", b"MESSAGE tel:+15551234", 1
+            )
+            await peer.send(_with_rport_to(tel, HOST, peer.port), HOST, node.port)
+            response = await peer.receive()
+            assert isinstance(response, Response) and response.status == 416
+        finally:
+            peer.close()
+            await node.stop()
+
+    asyncio.run(main())
+
+
+def test_retransmitted_request_processed_once_and_answered_again() -> None:
+    async def main() -> None:
+        node = await _responder()
+        peer = UdpPeer(HOST)
+        data = _with_rport_to(message_request(), HOST, peer.port)
+        try:
+            for _ in range(3):
+                await peer.send(data, HOST, node.port)
+                response = await peer.receive()
+                assert isinstance(response, Response) and response.status == 200
+            assert node.stats.by_method == {"MESSAGE": 1}
+        finally:
+            peer.close()
+            await node.stop()
+
+    asyncio.run(main())
+
+
+def test_malformed_input_answered_or_dropped_without_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def main() -> None:
+        node = await _responder()
+        peer = UdpPeer(HOST)
+        try:
+            bad_cseq = message_request().replace(b"CSeq: 314159 MESSAGE", b"CSeq: 314159 OPTIONS")
+            await peer.send(_with_rport_to(bad_cseq, HOST, peer.port), HOST, node.port)
+            response = await peer.receive()
+            assert isinstance(response, Response) and response.status == 400
+            assert "CSeq" in (response.get("Warning") or "")
+            version = message_request().replace(b"SIP/2.0\r\n", b"SIP/3.0\r\n", 1)
+            await peer.send(_with_rport_to(version, HOST, peer.port), HOST, node.port)
+            response = await peer.receive()
+            assert isinstance(response, Response) and response.status == 505
+            for junk in [
+                b"\x00\xff garbage",
+                b"INVITE\r\n\r\n",
+                message_request().replace(b"Via", b"Vi\x00a"),
+            ]:
+                await peer.send(junk, HOST, node.port)
+            assert await peer.nothing()
+            # still serving
+            await peer.send(
+                _with_rport_to(message_request(branch="z9hG4bKnext"), HOST, peer.port),
+                HOST,
+                node.port,
+            )
+            response = await peer.receive()
+            assert isinstance(response, Response) and response.status == 200
+        finally:
+            peer.close()
+            await node.stop()
+
+    with caplog.at_level(logging.INFO):
+        asyncio.run(main())
+    assert "Traceback" not in caplog.text
+    assert all(r.exc_info is None for r in caplog.records)
+    assert sum("malformed" in r.getMessage() for r in caplog.records) == 5
+
+
+def test_tcp_several_messages_in_one_segment_and_one_over_many() -> None:
+    async def main() -> None:
+        node = await _responder()
+        peer = await TcpPeer.connect(HOST, node.port)
+        try:
+            two = (
+                message_request(branch="z9hG4bKa")
+                + b"\r\n\r\n"
+                + message_request(branch="z9hG4bKb")
+            )
+            await peer.send(two.replace(b"SIP/2.0/UDP", b"SIP/2.0/TCP"))
+            first, second = await peer.receive(), await peer.receive()
+            assert [first.top_via.branch, second.top_via.branch] == ["z9hG4bKa", "z9hG4bKb"]
+            one = message_request(branch="z9hG4bKc").replace(b"SIP/2.0/UDP", b"SIP/2.0/TCP")
+            for i in range(0, len(one), 7):
+                await peer.send(one[i : i + 7])
+                await asyncio.sleep(0)
+            third = await peer.receive()
+            assert isinstance(third, Response) and third.top_via.branch == "z9hG4bKc"
+            assert third.top_via.received == "127.0.0.1"  # where the test's socket really is
+            assert third.top_via.rport == peer.port
+        finally:
+            peer.close()
+            await node.stop()
+
+    asyncio.run(main())
+
+
+def test_tcp_framing_error_closes_only_that_connection() -> None:
+    async def main() -> None:
+        node = await _responder()
+        bad = await TcpPeer.connect(HOST, node.port)
+        good = await TcpPeer.connect(HOST, node.port)
+        try:
+            no_length = message_request().replace(b"Content-Length", b"X-Length")
+            await bad.send(no_length)
+            assert await bad.closed_by_peer()
+            await good.send(message_request().replace(b"SIP/2.0/UDP", b"SIP/2.0/TCP"))
+            response = await good.receive()
+            assert isinstance(response, Response) and response.status == 200
+        finally:
+            bad.close()
+            good.close()
+            await node.stop()
+
+    asyncio.run(main())
+
+
+def test_tcp_idle_and_slowloris_connections_are_closed() -> None:
+    async def main() -> None:
+        node = await _responder(transport_config=TransportConfig(idle_timeout=0.3))
+        slow = await TcpPeer.connect(HOST, node.port)
+        try:
+            data = message_request()
+            closed = False
+            for i in range(8):  # one byte every 0.1 s never completes a message in time
+                try:
+                    await slow.send(data[i : i + 1])
+                except ConnectionError:
+                    closed = True
+                    break
+                await asyncio.sleep(0.1)
+            assert closed or await slow.closed_by_peer(timeout=1.0)
+        finally:
+            slow.close()
+            await node.stop()
+
+    asyncio.run(main())
+
+
+def test_tcp_connection_caps() -> None:
+    async def main() -> None:
+        node = await _responder(transport_config=TransportConfig(max_connections_per_host=2))
+        peers = [await TcpPeer.connect(HOST, node.port) for _ in range(3)]
+        try:
+            assert await peers[2].closed_by_peer()
+            await peers[0].send(message_request().replace(b"SIP/2.0/UDP", b"SIP/2.0/TCP"))
+            assert (await peers[0].receive()).status == 200  # type: ignore[union-attr]
+        finally:
+            for p in peers:
+                p.close()
+            await node.stop()
+
+    asyncio.run(main())
+
+
+def _new_request(target: SipNode, body: bytes = b"hello") -> Request:
+    uri = parse_uri(f"sip:responder@{target.address}")
+    assert not isinstance(uri, str)
+    return Request(
+        "MESSAGE",
+        uri,
+        [
+            ("From", "<sip:client@example.com>;tag=abc"),
+            ("To", f"<{uri}>"),
+            ("Call-ID", "call-1"),
+            ("CSeq", "1 MESSAGE"),
+            ("Content-Type", "text/plain"),
+        ],
+        body,
+    )
+
+
+@pytest.mark.parametrize("transport", ["UDP", "TCP"])
+def test_node_to_node_client_transaction(transport: str) -> None:
+    async def main() -> None:
+        server = await _responder()
+        client = SipNode("client", "127.0.5.2", 0)
+        await client.start()
+        try:
+            dest = TransportAddress(transport, HOST, server.port)
+            response = await client.send_request(_new_request(server), dest)
+            assert response.status == 200
+            # connection reuse: a second request over TCP uses the same connection
+            await client.send_request(_new_request(server), dest)
+            if transport == "TCP":
+                assert len(client._streams["TCP"].connections) == 1
+        finally:
+            await client.stop()
+            await server.stop()
+
+    asyncio.run(main())
+
+
+def test_large_request_goes_over_tcp() -> None:
+    async def main() -> None:
+        server = await _responder()
+        client = SipNode("client", "127.0.5.2", 0)
+        await client.start()
+        try:
+            request = _new_request(server, body=b"x" * 1400)
+            response = await client.send_request(
+                request, TransportAddress("UDP", HOST, server.port)
+            )
+            assert response.status == 200
+            assert request.top_via.transport == "TCP"
+            assert server.stats.by_method == {"MESSAGE": 1}
+        finally:
+            await client.stop()
+            await server.stop()
+
+    asyncio.run(main())
+
+
+def test_ipv6_loopback() -> None:
+    if not socket.has_ipv6:
+        pytest.fail("IPv6 is required on these machines")
+
+    async def main() -> None:
+        server = await _responder(host="::1")
+        client = SipNode("client", "::1", 0)
+        await client.start()
+        try:
+            for transport in ("UDP", "TCP"):
+                dest = TransportAddress(transport, "::1", server.port)
+                assert (await client.send_request(_new_request(server), dest)).status == 200
+        finally:
+            await client.stop()
+            await server.stop()
+
+    asyncio.run(main())
+
+
+def test_client_timeout_when_nobody_answers() -> None:
+    async def main() -> None:
+        client = SipNode("client", "127.0.5.2", 0, timers=TimerConfig(t1=0.01, t2=0.04))
+        await client.start()
+        silent = UdpPeer("127.0.5.3")
+        try:
+            dest = TransportAddress("UDP", "127.0.5.3", silent.port)
+            uri = parse_uri("sip:x@127.0.5.3")
+            request = Request(
+                "OPTIONS",
+                uri,
+                [
+                    ("From", "<sip:c@x>;tag=1"),
+                    ("To", "<sip:x@127.0.5.3>"),
+                    ("Call-ID", "t"),
+                    ("CSeq", "1 OPTIONS"),
+                ],
+            )  # type: ignore[arg-type]
+            with pytest.raises(SipTimeoutError):
+                await client.send_request(request, dest)
+            assert client.layer.active == 0
+        finally:
+            silent.close()
+            await client.stop()
+
+    asyncio.run(main())
