@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 
 from mcmig.sip.errors import SipParseError
 from mcmig.sip.grammar import (
@@ -57,7 +58,39 @@ class NameAddress:
         return f"{display}<{self.uri}>{format_params(self.params)}"
 
 
+_TAG_RE = re.compile(TOKEN + r"\Z")
+
+
 def parse_name_address(value: str, what: str, require_brackets: bool = False) -> NameAddress:
+    """Parse one name-addr or addr-spec with its parameters.
+
+    From and To values of one peer differ only by a trailing tag, so the part
+    before it is parsed once and cached; anything unusual takes the full path.
+    """
+    head, sep, tag = value.rpartition(";tag=")
+    if sep and ">" not in tag and _TAG_RE.match(tag) is not None:
+        try:
+            base = _parse_name_address(head, what, require_brackets)
+        except SipParseError:
+            pass
+        else:
+            if "tag" not in base.params:
+                return NameAddress(base.uri, base.display_name, {**base.params, "tag": tag})
+    return _parse_name_address(value, what, require_brackets)
+
+
+@lru_cache(maxsize=8192)
+def _parse_name_address(value: str, what: str, require_brackets: bool) -> NameAddress:
+    """Cached: the result is frozen; treat its ``params`` dict as read-only."""
+    if value.startswith("<"):
+        # The common form on the wire, without a display name.
+        close = value.find(">")
+        if close < 0:
+            raise SipParseError(f"unterminated <URI> in {what}")
+        uri = parse_uri(value[1:close])
+        params, pos = parse_params(value, close + 1, what)
+        expect_end(value, pos, what)
+        return NameAddress(uri=uri, params=params)
     display: str | None = None
     m = _QUOTED_DISPLAY_RE.match(value)
     if m is not None:

@@ -23,6 +23,10 @@ FULL_TOKEN_RE = re.compile(TOKEN + r"\Z")
 _PARAM_RE = re.compile(
     rf"{SWS};{SWS}({TOKEN})(?:{SWS}={SWS}({IPV6_ADDRESS}|{TOKEN}|{IPV6_REFERENCE}|{QUOTED_STRING}))?"
 )
+# A whole parameter list without quoted strings, checked in one C-level match.
+_PLAIN_PARAMS_RE = re.compile(
+    rf"(?:{SWS};{SWS}{TOKEN}(?:{SWS}={SWS}(?:{IPV6_ADDRESS}|{TOKEN}|{IPV6_REFERENCE}))?)*{SWS}\Z"
+)
 _QUOTED_PAIR_RE = re.compile(r"\\([\x00-\x09\x0b\x0c\x0e-\x7f])")
 # Control characters other than HTAB; CR and LF are checked before unfolding.
 _CTL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
@@ -36,8 +40,16 @@ def parse_params(text: str, pos: int, what: str) -> tuple[Params, int]:
 
     Returns the parameters and the position after the last one.
     """
-    params: Params = {}
     end = len(text)
+    if pos >= end:
+        return {}, pos
+    params: Params = {}
+    tail = text[pos:]
+    if '"' not in tail and _PLAIN_PARAMS_RE.match(tail) is not None:
+        for item in tail.split(";")[1:]:
+            name, eq, value = item.partition("=")
+            params[name.strip(" \t").lower()] = value.strip(" \t") if eq else None
+        return params, end
     while pos < end:
         m = _PARAM_RE.match(text, pos)
         if m is None:

@@ -84,8 +84,8 @@ _KNOWN = [
     "Reject-Contact",
     "Request-Disposition",
 ]
-_CANONICAL: dict[str, str] = {name.lower(): name for name in _KNOWN}
-_CANONICAL.update(COMPACT_FORMS)
+CANONICAL: dict[str, str] = {name.lower(): name for name in _KNOWN}
+CANONICAL.update(COMPACT_FORMS)
 
 # Headers that RFC 3261 defines as single-valued: a second instance is a 400
 # (RFC 4475 multi01 and mcl01).
@@ -96,4 +96,4 @@ SINGLE_VALUED = frozenset(
 
 def canonical_name(name: str) -> str:
     """The long, conventionally capitalised form; unknown names stay as given."""
-    return _CANONICAL.get(name.lower(), name)
+    return CANONICAL.get(name.lower(), name)

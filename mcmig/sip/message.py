@@ -21,7 +21,7 @@ from mcmig.sip.uri import Uri
 from mcmig.sip.via import Via, parse_via
 
 _WORD = r"[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+"
-_CALL_ID_RE = re.compile(rf"{_WORD}(?:@{_WORD})?\Z")
+CALL_ID_RE = re.compile(rf"{_WORD}(?:@{_WORD})?\Z")
 
 T = TypeVar("T")
 HeaderList = list[tuple[str, str]]
@@ -146,7 +146,7 @@ class Message:
     def call_id(self) -> str:
         def compute() -> str:
             value = self._single("Call-ID")
-            if _CALL_ID_RE.match(value) is None:
+            if CALL_ID_RE.match(value) is None:
                 raise SipParseError("malformed Call-ID", partial=self)
             return value
 

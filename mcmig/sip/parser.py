@@ -11,12 +11,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from mcmig.sip.cseq import check_date, parse_bounded_int
+from mcmig.sip.address import NameAddress, parse_name_address, parse_name_address_list
+from mcmig.sip.cseq import check_date, parse_bounded_int, parse_cseq
 from mcmig.sip.errors import SipParseError
-from mcmig.sip.grammar import FULL_TOKEN_RE, TOKEN, check_controls
-from mcmig.sip.headers import SINGLE_VALUED, canonical_name
-from mcmig.sip.message import Message, Request, Response
+from mcmig.sip.grammar import FULL_TOKEN_RE, TOKEN, check_controls, split_comma_list
+from mcmig.sip.headers import CANONICAL, SINGLE_VALUED
+from mcmig.sip.message import CALL_ID_RE, Message, Request, Response
 from mcmig.sip.uri import SipUri, parse_uri
+from mcmig.sip.via import Via, parse_via
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +38,13 @@ _FOLD_RE = re.compile(r"\r\n[ \t]+")
 # Control characters other than HTAB, CR and LF (bare CR/LF are checked apart).
 _HEAD_CTL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _CONTENT_LENGTH_MAX = 2**31 - 1
+# One header line (already unfolded): token, HCOLON, value without edge whitespace.
+# Anchored at line starts, so a line it cannot read is skipped, never resynchronised
+# mid-line; the caller compares the match count with the line count.
+# The value is greedy up to its last non-blank: a lazy match costs four times more.
+_HEADER_LINE_RE = re.compile(
+    rf"^({TOKEN})[ \t]*:[ \t]*((?:[^\r\n]*[^\r\n \t])?)[ \t]*(?:\r\n|\Z)", re.M
+)
 
 
 def parse_message(
@@ -48,9 +57,8 @@ def parse_message(
     if end < 0:
         raise SipParseError("no empty line after the header fields")
     head_bytes = data[:end]
-    if head_bytes.count(b"\n") != head_bytes.count(b"\r\n") or head_bytes.count(
-        b"\r"
-    ) != head_bytes.count(b"\r\n"):
+    crlf = head_bytes.count(b"\r\n")
+    if head_bytes.count(b"\r") != crlf or head_bytes.count(b"\n") != crlf:
         raise SipParseError("bare CR or LF in the header section")
     try:
         head = head_bytes.decode("utf-8")
@@ -58,30 +66,27 @@ def parse_message(
         raise SipParseError("header section is not UTF-8") from None
     if "\r\n " in head or "\r\n\t" in head:
         head = _FOLD_RE.sub(" ", head)
-    lines = head.split("\r\n")
-    if len(lines) - 1 > limits.max_headers:
+    start_line, _, rest = head.partition("\r\n")
+    pairs = _HEADER_LINE_RE.findall(rest) if rest else []
+    lines = rest.count("\r\n") + 1 if rest else 0
+    if lines > limits.max_headers:
         raise SipParseError("too many header fields")
-    controls = _HEAD_CTL_RE.search(head) is not None
-    message, bad_version = _parse_start_line(lines[0])
-    headers = message.headers
-    content_lengths: list[str] = []
-    for line in lines[1:]:
-        if len(line) > limits.max_line_length:
-            raise SipParseError("header line too long")
-        name, colon, value = line.partition(":")
-        if not colon:
-            raise SipParseError(f"header line without a colon: {line[:40]!r}")
-        name = name.rstrip(" \t")
-        if FULL_TOKEN_RE.match(name) is None:
-            raise SipParseError(f"malformed header name {name[:40]!r}")
-        value = value.strip(" \t")
-        if controls:
+    if len(pairs) != lines:
+        _explain_bad_header_line(rest)
+    if len(rest) > limits.max_line_length and any(
+        len(v) > limits.max_line_length for _, v in pairs
+    ):
+        raise SipParseError("header line too long")
+    message, bad_version = _parse_start_line(start_line)
+    if _HEAD_CTL_RE.search(head) is not None:
+        for name, value in pairs:
             check_controls(value, name)
-        name = canonical_name(name)
-        if name == "Content-Length":
-            content_lengths.append(value)
-        else:
-            headers.append((name, value))
+    canonical = CANONICAL
+    headers = [(canonical.get(n.lower(), n), v) for n, v in pairs]
+    content_lengths = [v for n, v in headers if n == "Content-Length"]
+    if content_lengths:
+        headers = [(n, v) for n, v in headers if n != "Content-Length"]
+    message.headers = headers
     body = data[end + 4 :]
     message.body = body
     if bad_version is not None:
@@ -89,6 +94,17 @@ def parse_message(
     _frame_body(message, content_lengths, datagram)
     _validate(message)
     return message
+
+
+def _explain_bad_header_line(rest: str) -> None:
+    """The fast path found a line it could not read: say which, and how."""
+    for line in rest.split("\r\n"):
+        name, colon, _ = line.partition(":")
+        if not colon:
+            raise SipParseError(f"header line without a colon: {line[:40]!r}")
+        if FULL_TOKEN_RE.match(name.rstrip(" \t")) is None:
+            raise SipParseError(f"malformed header name {name[:40]!r}")
+    raise SipParseError("malformed header section")
 
 
 def _parse_start_line(line: str) -> tuple[Request | Response, str | None]:
@@ -129,30 +145,48 @@ def _frame_body(message: Message, content_lengths: list[str], datagram: bool) ->
 
 
 def _validate(message: Message) -> None:
-    """Parse every header the core relies on, so that later code meets no surprise."""
-    counts: dict[str, int] = {}
-    for name, _ in message.headers:
-        if name in SINGLE_VALUED:
-            counts[name] = counts.get(name, 0) + 1
-    for name, count in counts.items():
-        if count > 1:
-            raise SipParseError(f"{count} {name} header fields", partial=message)
+    """Parse every header the core relies on, in one pass, filling the typed cache."""
+    typed = message._typed
+    vias: list[Via] = []
+    single: dict[str, str] = {}
+    contacts: list[NameAddress] = []
+    routes: dict[str, list[NameAddress]] = {"Route": [], "Record-Route": []}
     try:
-        if not message.vias:
+        for name, value in message.headers:
+            if name == "Via":
+                vias.extend(parse_via(v) for v in split_comma_list(value))
+            elif name in SINGLE_VALUED:
+                if name in single:
+                    raise SipParseError(f"more than one {name} header field")
+                single[name] = value
+            elif name == "Contact":
+                if value != "*":
+                    contacts.extend(parse_name_address_list(value, "Contact"))
+            elif name in routes:
+                routes[name].extend(parse_name_address_list(value, name, True))
+            elif name == "Date":
+                check_date(value)
+        if not vias:
             raise SipParseError("missing Via header")
-        message.from_  # noqa: B018 - parsing is the check
-        message.to  # noqa: B018
-        message.call_id  # noqa: B018
-        cseq = message.cseq
+        for name in ("From", "To", "Call-ID", "CSeq"):
+            if name not in single:
+                raise SipParseError(f"missing {name} header")
+        typed["Via"] = vias
+        typed["Contact"] = contacts
+        typed.update(routes)
+        typed["From"] = parse_name_address(single["From"], "From")
+        typed["To"] = parse_name_address(single["To"], "To")
+        if CALL_ID_RE.match(single["Call-ID"]) is None:
+            raise SipParseError("malformed Call-ID")
+        typed["Call-ID"] = single["Call-ID"]
+        cseq = typed["CSeq"] = parse_cseq(single["CSeq"])
         if isinstance(message, Request):
             if cseq.method != message.method:
                 raise SipParseError("CSeq method does not match the request method")
-            message.max_forwards  # noqa: B018
-        message.contacts  # noqa: B018
-        message.routes  # noqa: B018
-        message.record_routes  # noqa: B018
-        date = message.get("Date")
-        if date is not None:
-            check_date(date)
+            mf = single.get("Max-Forwards")
+            typed["Max-Forwards"] = (
+                None if mf is None else parse_bounded_int(mf, "Max-Forwards", 255)
+            )
     except SipParseError as exc:
+        message._typed.clear()
         raise SipParseError(exc.reason, exc.status, message) from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 
 from mcmig.sip.errors import SipParseError
 
@@ -110,7 +111,9 @@ def _parse_uri_params(text: str) -> dict[str, str | None]:
     return params
 
 
+@lru_cache(maxsize=8192)
 def parse_sip_uri(text: str) -> SipUri:
+    """Parse a SIP/SIPS URI. Cached: URIs repeat across messages, and SipUri is frozen."""
     m = _SIP_URI_RE.match(text)
     if m is None:
         raise SipParseError(f"malformed SIP URI {text[:80]!r}")

@@ -15,6 +15,8 @@ _SENT_RE = re.compile(
     rf"{SWS}({TOKEN}){SWS}/{SWS}({TOKEN}){SWS}/{SWS}({TOKEN})[ \t]+({HOST})"
     rf"(?:{SWS}:{SWS}(\d{{1,5}}))?"
 )
+# The form nearly every element sends: no LWS inside sent-protocol or sent-by.
+_COMMON_RE = re.compile(rf"SIP/2\.0/([A-Z]{{2,4}}) ({HOST})(?::(\d{{1,5}}))?")
 _RPORT_RE = re.compile(r"\d{1,5}\Z")
 
 
@@ -64,10 +66,15 @@ class Via:
 
 
 def parse_via(value: str) -> Via:
-    m = _SENT_RE.match(value)
-    if m is None:
-        raise SipParseError(f"malformed Via {value[:80]!r}")
-    name, version, transport, host, port = m.groups()
+    m = _COMMON_RE.match(value)
+    if m is not None and (m.end() == len(value) or value[m.end()] == ";"):
+        name, version = "SIP", "2.0"
+        transport, host, port = m.groups()
+    else:
+        m = _SENT_RE.match(value)
+        if m is None:
+            raise SipParseError(f"malformed Via {value[:80]!r}")
+        name, version, transport, host, port = m.groups()
     params, pos = parse_params(value, m.end(), "Via")
     expect_end(value, pos, "Via")
     port_number = None if port is None else int(port)

@@ -84,6 +84,9 @@ def test_response_parses() -> None:
         (lambda m: m.replace(b"a84b4c76e66710", b"a84b\xff76"), 400),
         (lambda m: m.replace(b"To: <sip:alice", b"To: <sip:alice@x>\r\nTo: <sip:bob"), 400),
         (lambda m: m + b"x" * 70000, 413),
+        (lambda m: m.replace(b"Max-Forwards: 70", b"garbage line X: 70"), 400),
+        (lambda m: m.replace(b"Max-Forwards: 70", b"Max Forwards: 70"), 400),
+        (lambda m: m.replace(b"Max-Forwards: 70", b"Max-Forwards 70"), 400),
     ],
 )
 def test_rejections_carry_the_status_to_answer(mutate, status) -> None:  # type: ignore[no-untyped-def]
@@ -156,3 +159,18 @@ def test_via_received_takes_bare_ipv6_and_refuses_names() -> None:
     assert parse_via("SIP/2.0/UDP a.example;received=192.0.2.1").received == "192.0.2.1"
     with pytest.raises(SipParseError):
         parse_via("SIP/2.0/UDP a.example;received=host.example")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "SIP/2.0/UDP host.example :5070;branch=z9hG4bKa",
+        "SIP / 2.0 / UDP host.example:5070 ; branch = z9hG4bKa",
+        "SIP/2.0/UDP host.example:5070;branch=z9hG4bKa",
+    ],
+)
+def test_via_with_and_without_lws(value: str) -> None:
+    from mcmig.sip.via import parse_via
+
+    via = parse_via(value)
+    assert (via.host, via.port, via.branch) == ("host.example", 5070, "z9hG4bKa")

@@ -21,7 +21,21 @@ CORPUS = Path(__file__).resolve().parents[1] / "data" / "rfc4475"
 PARSER_VERDICT: dict[str, int | None] = {
     # 3.1.1 valid
     **dict.fromkeys(
-        ["wsinv", "intmeth", "esc01", "escnull", "esc02", "lwsdisp", "longreq", "dblreq", "semiuri", "transports", "mpart01", "unreason", "noreason"]
+        [
+            "wsinv",
+            "intmeth",
+            "esc01",
+            "escnull",
+            "esc02",
+            "lwsdisp",
+            "longreq",
+            "dblreq",
+            "semiuri",
+            "transports",
+            "mpart01",
+            "unreason",
+            "noreason",
+        ]
     ),
     # 3.1.2 invalid: refused by the parser
     "badinv01": 400,
@@ -51,7 +65,20 @@ PARSER_VERDICT: dict[str, int | None] = {
     "multi01": 400,
     "mcl01": 400,
     **dict.fromkeys(
-        ["unkscm", "novelsc", "unksm2", "bext01", "invut", "regaut01", "bcast", "zeromf", "cparam01", "cparam02", "regescrt", "sdp01"]
+        [
+            "unkscm",
+            "novelsc",
+            "unksm2",
+            "bext01",
+            "invut",
+            "regaut01",
+            "bcast",
+            "zeromf",
+            "cparam01",
+            "cparam02",
+            "regescrt",
+            "sdp01",
+        ]
     ),
     # 3.4 backward compatibility
     "inv2543": None,
