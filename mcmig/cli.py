@@ -65,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="address to listen on, [v6]:port for IPv6 (default 127.0.0.1:5060)",
     )
     responder.set_defaults(func=_cmd_responder)
+
+    from mcmig.bench.cli import add_arguments as add_bench
+
+    add_bench(sub)
     return parser
 
 

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 
 from mcmig.sip.errors import SipParseError
-from mcmig.sip.grammar import TOKEN
+from mcmig.sip.grammar import FULL_TOKEN_RE, TOKEN
 
 MAX_CSEQ = 2**31 - 1
 _CSEQ_RE = re.compile(rf"[ \t]*(\d{{1,10}})[ \t]+({TOKEN})[ \t]*\Z")
@@ -27,6 +27,13 @@ class CSeq:
 
 
 def parse_cseq(value: str) -> CSeq:
+    number, sep, method = value.partition(" ")
+    fast = sep and number.isascii() and number.isdigit() and len(number) <= 10
+    if fast and FULL_TOKEN_RE.match(method) is not None:
+        seq = int(number)
+        if seq > MAX_CSEQ:
+            raise SipParseError("CSeq number above 2**31-1")
+        return CSeq(seq, method)
     m = _CSEQ_RE.match(value)
     if m is None:
         raise SipParseError(f"malformed CSeq {value[:40]!r}")
@@ -37,6 +44,11 @@ def parse_cseq(value: str) -> CSeq:
 
 
 def parse_bounded_int(value: str, what: str, maximum: int) -> int:
+    if value.isascii() and value.isdigit() and len(value) <= 10:
+        number = int(value)
+        if number > maximum:
+            raise SipParseError(f"{what} above {maximum}")
+        return number
     m = _DIGITS_RE.match(value)
     if m is None:
         raise SipParseError(f"{what} is not a non-negative integer")

@@ -1,0 +1,51 @@
+"""``mcmig bench``: run benchmarks, print figures, write JSON under bench-results/."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+from mcmig.bench import parser as parser_bench
+
+SUITES = {"parser": (parser_bench.measure, parser_bench.report)}
+
+
+def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    bench = sub.add_parser(
+        "bench",
+        help="run benchmarks and print figures",
+        description="Run benchmarks, print their figures and write them as JSON. "
+        "Figures are measurements, not pass/fail checks.",
+    )
+    bench.add_argument("suite", nargs="?", default="parser", choices=sorted(SUITES))
+    bench.add_argument(
+        "--quick", action="store_true", help="a short run that only checks the harness"
+    )
+    bench.add_argument(
+        "--out",
+        type=Path,
+        default=Path("bench-results"),
+        help="folder for JSON results (default bench-results)",
+    )
+    bench.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    measure, report = SUITES[args.suite]
+    results = measure(quick=args.quick)
+    results["machine"] = {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "node": "local",
+    }
+    results["quick"] = args.quick
+    results["time"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    print(report(results))
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"{args.suite}{'-quick' if args.quick else ''}.json"
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"written {path}")
+    return 0
