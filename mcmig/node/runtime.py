@@ -169,12 +169,19 @@ class SipNode:
         """Answer a malformed request statelessly when its headers allow, else drop it."""
         self.stats.malformed += 1
         partial = exc.partial
-        if isinstance(partial, Request) and partial.method != "ACK":
+        if (
+            isinstance(partial, Request)
+            and partial.method != "ACK"
+            and all(partial.has(h) for h in ("Via", "From", "To", "Call-ID", "CSeq"))
+        ):
             try:
                 response = make_response(
                     partial, exc.status, headers=[("Warning", self._warning(exc))]
                 )
-                destination = response_destination(partial.top_via, source)
+                # Over TCP the answer goes back on the connection: no Via needed.
+                destination = (
+                    source if source.reliable else response_destination(partial.top_via, source)
+                )
             except SipParseError:
                 pass
             else:

@@ -73,8 +73,13 @@ def unquote(quoted: str) -> str:
     return _QUOTED_PAIR_RE.sub(r"\1", quoted[1:-1])
 
 
+_NEEDS_QUOTED_PAIR_RE = re.compile(r'[\\"\x00-\x08\x0b\x0c\x0e-\x1f\x7f]')
+
+
 def quote(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """A quoted-string; CR and LF cannot be quoted in SIP and are dropped."""
+    text = text.replace("\r", "").replace("\n", "")
+    return '"' + _NEEDS_QUOTED_PAIR_RE.sub(lambda m: "\\" + m.group(), text) + '"'
 
 
 def check_controls(value: str, what: str) -> None:

@@ -17,7 +17,7 @@ from mcmig.sip.errors import SipParseError
 from mcmig.sip.grammar import FULL_TOKEN_RE, TOKEN, check_controls, split_comma_list
 from mcmig.sip.headers import CANONICAL, SINGLE_VALUED
 from mcmig.sip.message import CALL_ID_RE, Message, Request, Response
-from mcmig.sip.uri import SipUri, parse_uri
+from mcmig.sip.uri import AbsoluteUri, SipUri, parse_uri
 from mcmig.sip.via import Via, parse_via
 
 
@@ -77,7 +77,7 @@ def parse_message(
         len(v) > limits.max_line_length for _, v in pairs
     ):
         raise SipParseError("header line too long")
-    message, bad_version = _parse_start_line(start_line)
+    message, problem = _parse_start_line(start_line)
     if _HEAD_CTL_RE.search(head) is not None:
         for name, value in pairs:
             check_controls(value, name)
@@ -89,8 +89,8 @@ def parse_message(
     message.headers = headers
     body = data[end + 4 :]
     message.body = body
-    if bad_version is not None:
-        raise SipParseError(f"SIP version {bad_version} not supported", 505, message)
+    if problem is not None:
+        raise SipParseError(problem.reason, problem.status, message)
     _frame_body(message, content_lengths, datagram)
     _validate(message)
     return message
@@ -107,7 +107,12 @@ def _explain_bad_header_line(rest: str) -> None:
     raise SipParseError("malformed header section")
 
 
-def _parse_start_line(line: str) -> tuple[Request | Response, str | None]:
+def _parse_start_line(line: str) -> tuple[Request | Response, SipParseError | None]:
+    """The message the start line begins, and any fault found in it.
+
+    A faulty request line still yields a Request when its method can be read,
+    so that the headers can be used to answer 400 (or 505).
+    """
     if line.startswith("SIP/"):
         m = _STATUS_LINE_RE.match(line)
         if m is None:
@@ -118,12 +123,26 @@ def _parse_start_line(line: str) -> tuple[Request | Response, str | None]:
         return Response(int(m.group(2)), m.group(3)), None
     m = _REQUEST_LINE_RE.match(line)
     if m is None:
-        raise SipParseError("malformed request line")
+        return _lenient_request(line), SipParseError("malformed request line")
     method, uri_text, version = m.groups()
-    uri = parse_uri(uri_text)
+    try:
+        uri = parse_uri(uri_text)
+    except SipParseError as exc:
+        return Request(method, AbsoluteUri(uri_text)), exc
     if isinstance(uri, SipUri) and uri.headers is not None:
-        raise SipParseError("header fields in a Request-URI (RFC 3261 19.1.1)")
-    return Request(method, uri), (None if version == "2.0" else version)
+        return Request(method, uri), SipParseError(
+            "header fields in a Request-URI (RFC 3261 19.1.1)"
+        )
+    if version != "2.0":
+        return Request(method, uri), SipParseError(f"SIP version {version} not supported", 505)
+    return Request(method, uri), None
+
+
+def _lenient_request(line: str) -> Request:
+    parts = line.split()
+    if len(parts) < 2 or FULL_TOKEN_RE.match(parts[0]) is None:
+        raise SipParseError("malformed request line")
+    return Request(parts[0], AbsoluteUri(" ".join(parts[1:-1]) or parts[-1]))
 
 
 def _frame_body(message: Message, content_lengths: list[str], datagram: bool) -> None:

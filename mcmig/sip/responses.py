@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from mcmig.sip.errors import SipParseError
 from mcmig.sip.ids import new_tag
 from mcmig.sip.message import Request, Response
 
@@ -47,6 +48,13 @@ def reason_phrase(status: int) -> str:
     return REASON_PHRASES.get(status, "Unknown")
 
 
+def _has_tag(request: Request, raw_to: str) -> bool:
+    try:
+        return request.to.tag is not None
+    except SipParseError:
+        return ";tag=" in raw_to.replace(" ", "").lower()
+
+
 def make_response(
     request: Request,
     status: int,
@@ -63,11 +71,12 @@ def make_response(
     """
     copied: list[tuple[str, str]] = [(n, v) for n, v in request.headers if n == "Via"]
     copied.append(("From", request.get("From") or ""))
-    to = request.to
-    if status > 100 and to.tag is None:
-        copied.append(("To", str(to.with_tag(to_tag or new_tag()))))
-    else:
-        copied.append(("To", request.get("To") or ""))
+    # To is copied as the peer wrote it, even when malformed (a 400 must still
+    # reach it); the tag goes at the end, where header parameters stand.
+    to = request.get("To") or ""
+    if status > 100 and not _has_tag(request, to):
+        to = f"{to};tag={to_tag or new_tag()}"
+    copied.append(("To", to))
     copied.append(("Call-ID", request.get("Call-ID") or ""))
     copied.append(("CSeq", request.get("CSeq") or ""))
     copied.extend(headers)

@@ -57,10 +57,13 @@ class TcpPeer:
         await self.writer.drain()
 
     async def receive(self, timeout: float = 2.0) -> Message:
+        return parse_message(await self.receive_raw(timeout), datagram=False)
+
+    async def receive_raw(self, timeout: float = 2.0) -> bytes:
         while True:
             frame = self.framer.next_message()
             if frame is not None:
-                return parse_message(frame, datagram=False)
+                return frame
             chunk = await asyncio.wait_for(self.reader.read(65536), timeout)
             if not chunk:
                 raise ConnectionError("closed by peer")

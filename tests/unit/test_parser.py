@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import re
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mcmig.sip.errors import SipParseError
 from mcmig.sip.message import Request, Response
@@ -174,3 +178,12 @@ def test_via_with_and_without_lws(value: str) -> None:
 
     via = parse_via(value)
     assert (via.host, via.port, via.branch) == ("host.example", 5070, "z9hG4bKa")
+
+
+@given(st.text(max_size=40))
+def test_quote_then_unquote_gives_the_text_back(text: str) -> None:
+    from mcmig.sip.grammar import QUOTED_STRING, quote, unquote
+
+    quoted = quote(text)
+    assert re.fullmatch(QUOTED_STRING, quoted)
+    assert unquote(quoted) == text.replace("\r", "").replace("\n", "")

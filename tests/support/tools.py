@@ -1,0 +1,104 @@
+"""Running real third-party tools from tests. A missing tool fails the test."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SIPP_DIR = ROOT / "sipp"
+
+
+def require(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        pytest.fail(
+            f"{tool} is not installed: ./scripts/setup installs it (a skipped interop test hides a broken product)"
+        )
+    return path
+
+
+def free_port(host: str = "127.0.0.1", udp_and_tcp: bool = True) -> int:
+    """A port free for both UDP and TCP on ``host``."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.bind((host, 0))
+            port = int(u.getsockname()[1])
+            if not udp_and_tcp:
+                return port
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+                try:
+                    t.bind((host, port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no free port")
+
+
+def run_sipp(
+    scenario: str,
+    *args: str,
+    local_ip: str,
+    target: str | None = None,
+    cwd: Path | None = None,
+    timeout: float = 60,
+) -> subprocess.CompletedProcess[str]:
+    command = [
+        require("sipp"),
+        "-sf",
+        str(SIPP_DIR / scenario),
+        "-i",
+        local_ip,
+        "-cp",
+        str(free_port(local_ip, udp_and_tcp=False)),
+        "-nostdin",
+        *args,
+    ]
+    if target:
+        command.append(target)
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=cwd)
+
+
+class Mcmig:
+    """An ``mcmig`` subcommand running as a child process until stopped."""
+
+    def __init__(self, *args: str, ready: str = "ready", timeout: float = 15) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mcmig.cli", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        deadline = time.monotonic() + timeout
+        assert self.proc.stdout is not None
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if ready in line:
+                return
+            if not line and self.proc.poll() is not None:
+                break
+        self.stop()
+        raise RuntimeError(f"mcmig {' '.join(args)} did not get ready: {self.stderr}")
+
+    stderr = ""
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        _, self.stderr = self.proc.communicate()
+        return int(self.proc.returncode)
