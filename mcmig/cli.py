@@ -43,6 +43,11 @@ def _cmd_responder(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    print("demo deployment arrives with migration")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mcmig",
@@ -65,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="address to listen on, [v6]:port for IPv6 (default 127.0.0.1:5060)",
     )
     responder.set_defaults(func=_cmd_responder)
+
+    demo = sub.add_parser("demo", help="run the two-system demo deployment")
+    demo.set_defaults(func=_cmd_demo)
 
     from mcmig.bench.cli import add_arguments as add_bench
 
