@@ -9,6 +9,9 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from mcmig.bench import cli as bench
+from mcmig.commands import credentials, demo, deploy, migrate, registry
+from mcmig.commands.common import EXIT_USAGE, UsageError
 from mcmig.node.runtime import SipNode
 from mcmig.nodes.responder import Responder
 from mcmig.transport.base import split_hostport
@@ -43,11 +46,6 @@ def _cmd_responder(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    print("demo deployment arrives with migration")
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mcmig",
@@ -71,12 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     responder.set_defaults(func=_cmd_responder)
 
-    demo = sub.add_parser("demo", help="run the two-system demo deployment")
-    demo.set_defaults(func=_cmd_demo)
-
-    from mcmig.bench.cli import add_arguments as add_bench
-
-    add_bench(sub)
+    for module in (demo, deploy, migrate, credentials, registry, bench):
+        module.add_arguments(sub)
     return parser
 
 
@@ -86,9 +80,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args.verbose)
     try:
         return int(args.func(args))
+    except UsageError as exc:
+        print(f"mcmig: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except OSError as exc:
         print(f"mcmig: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -34,6 +34,8 @@ from mcmig.transport.stream import StreamTransport
 from mcmig.transport.udp import UdpTransport
 
 Handler = Callable[[Request, TransportAddress], Awaitable[Response]]
+# (direction "sent" or "received", message, from, to): for ladders and captures
+Observer = Callable[[str, Request | Response, TransportAddress, TransportAddress], None]
 
 # RFC 3261 18.1.1: larger requests go over a congestion-controlled transport.
 UDP_SIZE_LIMIT = 1300
@@ -76,6 +78,7 @@ class SipNode:
         self.layer = TransactionLayer(timers)
         self.config = transport_config or TransportConfig()
         self.handlers: dict[str, Handler] = {"OPTIONS": self._options}
+        self.observers: list[Observer] = []
         self.stats = NodeStats()
         self.log = logging.getLogger(f"mcmig.node.{name}")
         self._server_header = server_header
@@ -162,6 +165,8 @@ class SipNode:
         except SipParseError as exc:
             self._reject(exc, source)
             return
+        for observer in self.observers:
+            observer("received", message, source, self._local(source.transport))
         self._dispatch(events)
         self._flush()
 
@@ -285,7 +290,12 @@ class SipNode:
         self._flush()
 
     # -- output and time ---------------------------------------------------------------
+    def _local(self, transport: str) -> TransportAddress:
+        return TransportAddress(transport, self.host, self.port)
+
     def _send(self, message: Request | Response, destination: TransportAddress) -> None:
+        for observer in self.observers:
+            observer("sent", message, self._local(destination.transport), destination)
         data = message.serialize()
         if destination.transport == "UDP":
             assert self._udp is not None

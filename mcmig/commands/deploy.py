@@ -1,0 +1,47 @@
+"""``mcmig up``: run a deployment until stopped."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from mcmig.commands.common import load, state_dir_of, until_signalled
+from mcmig.deployment import RunningDeployment, start_deployment
+
+
+def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    up = sub.add_parser(
+        "up",
+        help="start every node of a deployment profile",
+        description="Start every node of a deployment (servers and gateways, UDP and TCP on each "
+        "address), print a line with 'ready' once all listen, and run until SIGINT or SIGTERM.",
+    )
+    up.add_argument(
+        "profile", metavar="FILE", help="deployment profile, e.g. sip_profiles/demo.yaml"
+    )
+    up.add_argument(
+        "--state-dir", metavar="DIR", help="where registries are kept (default state/<deployment>)"
+    )
+    up.set_defaults(func=run_up)
+
+
+def run_up(args: argparse.Namespace) -> int:
+    deployment = load(args.profile)
+    state_dir = state_dir_of(args, deployment)
+
+    async def main() -> None:
+        running: list[RunningDeployment] = []
+
+        async def started() -> None:
+            running.append(await start_deployment(deployment, state_dir))
+            nodes = ", ".join(f"{n.name} {n.address}" for n in running[0].nodes)
+            print(f"deployment {deployment.name} ready: {nodes}; state in {state_dir}", flush=True)
+
+        try:
+            await until_signalled(started)
+        finally:
+            if running:
+                await running[0].stop()
+
+    asyncio.run(main())
+    return 0

@@ -1,0 +1,82 @@
+"""``mcmig migrate``: act as an MC service client and ask a partner for authorization."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from mcmig.commands.common import EXIT_OK, EXIT_SIP_FAILURE, UsageError, load
+from mcmig.deployment import idms_key
+from mcmig.mc.body import BodyError, service_id_uri
+from mcmig.mc.tokens import issue_token
+from mcmig.node.runtime import SipNode
+from mcmig.nodes.client import McClient, MigrationOutcome
+from mcmig.profiles import Deployment
+from mcmig.transport.base import split_hostport
+
+
+def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    migrate = sub.add_parser(
+        "migrate",
+        help="ask a partner system to authorize a user's migration",
+        description="Act as the user's MC service client: get an access token from the partner's "
+        "(demo) IdMS key, send the migration request to the partner server, print the outcome. "
+        "Exit 0 on 200, 1 on a SIP failure, 2 on a usage or profile error.",
+    )
+    migrate.add_argument("--profile", required=True, metavar="FILE")
+    migrate.add_argument(
+        "--user", required=True, metavar="URI", help="MC service ID, e.g. sip:alice@primary.example"
+    )
+    migrate.add_argument("--partner", required=True, metavar="DOMAIN", help="the partner MC system")
+    migrate.add_argument(
+        "--token", metavar="JWT", help="use this access token instead of issuing one"
+    )
+    migrate.add_argument(
+        "--listen",
+        default="127.0.0.1:0",
+        metavar="HOST:PORT",
+        help="client address (default 127.0.0.1, any port)",
+    )
+    migrate.set_defaults(func=run_migrate)
+
+
+def token_for(deployment: Deployment, partner: str, user: str) -> str:
+    system = deployment.system(partner)
+    if system is None:
+        raise UsageError(f"no system {partner} in the profile")
+    return issue_token(idms_key(system), system.domain, user)
+
+
+async def migrate_once(
+    deployment: Deployment, user: str, partner: str, token: str, node: SipNode
+) -> MigrationOutcome:
+    system = deployment.system(partner)
+    if system is None:
+        raise UsageError(f"no system {partner} in the profile")
+    server = system.servers[0]
+    return await McClient(node, user).migrate(system.migration_psi, server.listen.address(), token)
+
+
+def run_migrate(args: argparse.Namespace) -> int:
+    deployment = load(args.profile)
+    try:
+        service_id_uri(args.user, "--user")
+    except BodyError as exc:
+        raise UsageError(exc.reason) from None
+    token = args.token or token_for(deployment, args.partner, args.user)
+    try:
+        host, port = split_hostport(args.listen, default_port=0)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+    async def main() -> MigrationOutcome:
+        node = SipNode("client", host, port)
+        await node.start()
+        try:
+            return await migrate_once(deployment, args.user, args.partner, token, node)
+        finally:
+            await node.stop()
+
+    outcome = asyncio.run(main())
+    print(outcome)
+    return EXIT_OK if outcome.accepted else EXIT_SIP_FAILURE

@@ -1,0 +1,74 @@
+"""Starting the nodes of a deployment profile in one process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mcmig.mc.registry import SqliteMigrationStore
+from mcmig.mc.tokens import IdmsKey, TokenVerifier, load_key_file
+from mcmig.node.runtime import SipNode
+from mcmig.nodes.gateway import McGateway
+from mcmig.nodes.server import McServer
+from mcmig.profiles.model import Deployment, SystemProfile
+from mcmig.sip.timers import TimerConfig
+
+
+def idms_key(system: SystemProfile) -> IdmsKey:
+    public, private = load_key_file(system.idms.key_file)
+    return IdmsKey(system.idms.issuer, system.idms.kid, public, private)
+
+
+def registry_path(state_dir: Path, node_name: str) -> Path:
+    return state_dir / f"{node_name}.sqlite3"
+
+
+@dataclass
+class RunningDeployment:
+    deployment: Deployment
+    servers: dict[str, McServer] = field(default_factory=dict)
+    gateways: dict[str, McGateway] = field(default_factory=dict)
+    nodes: list[SipNode] = field(default_factory=list)
+
+    async def stop(self) -> None:
+        for node in self.nodes:
+            await node.stop()
+        for server in self.servers.values():
+            server.store.close()
+
+
+async def start_deployment(
+    deployment: Deployment,
+    state_dir: Path,
+    only: set[str] | None = None,
+    timers: TimerConfig | None = None,
+) -> RunningDeployment:
+    """Start every node (or those named in ``only``); stop what started if one fails."""
+    running = RunningDeployment(deployment)
+    try:
+        for system in deployment.systems:
+            verifier = TokenVerifier(system.domain, [idms_key(system)])
+            for server in system.servers:
+                if only is not None and server.name not in only:
+                    continue
+                node = SipNode(server.name, server.listen.host, server.listen.port, timers=timers)
+                store = SqliteMigrationStore(registry_path(state_dir, server.name))
+                running.servers[server.name] = McServer(node, system, server, store, verifier)
+                await node.start()
+                running.nodes.append(node)
+            gw = system.gateway
+            if gw is not None and (only is None or gw.name in only):
+                internal = SipNode(
+                    f"{gw.name}/internal", gw.internal.host, gw.internal.port, timers=timers
+                )
+                external = SipNode(
+                    f"{gw.name}/external", gw.external.host, gw.external.port, timers=timers
+                )
+                running.gateways[gw.name] = McGateway(internal, external, system, gw)
+                for node in (internal, external):
+                    await node.start()
+                    running.nodes.append(node)
+    except BaseException:
+        await running.stop()
+        raise
+    return running

@@ -1,0 +1,246 @@
+"""Loading and validating deployment YAML. Errors name the file, the key path and the fault."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from mcmig.mc.policy import PrimaryPolicy, UserRange, UserRule, UserSelector, VisitorPolicy
+from mcmig.profiles.model import (
+    Deployment,
+    GatewayProfile,
+    HostPort,
+    IdmsProfile,
+    Peer,
+    ServerProfile,
+    SystemProfile,
+    Timeouts,
+)
+from mcmig.sip.errors import SipParseError
+from mcmig.sip.uri import is_host, parse_sip_uri
+from mcmig.transport.base import split_hostport
+
+T = TypeVar("T")
+
+
+class ProfileError(Exception):
+    """A profile that cannot be used; the message says where and why."""
+
+
+class _Node:
+    """A YAML mapping with the path that led to it, for error messages."""
+
+    def __init__(self, data: Any, path: str, file: Path) -> None:
+        self.file = file
+        self.path = path
+        if not isinstance(data, dict):
+            self.fail(f"expected a mapping, found {type(data).__name__}")
+        self.data: dict[str, Any] = data
+
+    def fail(self, message: str, key: str | None = None) -> None:
+        where = f"{self.path}.{key}" if key else self.path
+        raise ProfileError(f"{self.file}: {where or '(top)'}: {message}")
+
+    def only(self, *keys: str) -> None:
+        unknown = sorted(set(self.data) - set(keys))
+        if unknown:
+            self.fail(f"unknown key {unknown[0]!r} (known: {', '.join(keys)})")
+
+    def get(self, key: str, kind: type[T], default: T | None = None) -> T:
+        if key not in self.data:
+            if default is None:
+                self.fail("missing", key)
+            return default  # type: ignore[return-value]
+        value = self.data[key]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+            self.fail(f"expected {kind.__name__}, found {type(value).__name__}", key)
+        return value  # type: ignore[no-any-return]
+
+    def child(self, key: str) -> _Node:
+        return _Node(self.get(key, dict), f"{self.path}.{key}".lstrip("."), self.file)
+
+    def items(self, key: str, default: list[Any] | None = None) -> list[_Node]:
+        values = self.get(key, list, default)
+        return [
+            _Node(v, f"{self.path}.{key}[{i}]".lstrip("."), self.file) for i, v in enumerate(values)
+        ]
+
+    def strings(
+        self, key: str, check: Callable[[str], bool] | None = None, what: str = ""
+    ) -> list[str]:
+        values = self.get(key, list, [])
+        for i, v in enumerate(values):
+            if not isinstance(v, str) or (check is not None and not check(v)):
+                self.fail(f"{v!r} is not {what or 'a string'}", f"{key}[{i}]")
+        return list(values)
+
+    def hostport(self, key: str) -> HostPort:
+        text = self.get(key, str)
+        try:
+            host, port = split_hostport(text)
+        except ValueError as exc:
+            self.fail(str(exc), key)
+        return HostPort(host, port)
+
+
+def _domain(text: str) -> bool:
+    return is_host(text) and not text[0].isdigit()
+
+
+def _sip_uri(text: str) -> bool:
+    try:
+        parse_sip_uri(text)
+    except SipParseError:
+        return False
+    return True
+
+
+def load_deployment(path: Path | str) -> Deployment:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ProfileError(f"{path}: cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ProfileError(f"{path}: not valid YAML: {exc}") from None
+    top = _Node(data, "", path)
+    top.only("deployment", "systems")
+    systems = tuple(_system(node, path.parent) for node in top.items("systems"))
+    if not systems:
+        top.fail("no systems", "systems")
+    deployment = Deployment(top.get("deployment", str), path, systems)
+    _check_unique(top, deployment)
+    return deployment
+
+
+def _system(node: _Node, base: Path) -> SystemProfile:
+    node.only(
+        "domain",
+        "migration_psi",
+        "idms",
+        "servers",
+        "gateway",
+        "peers",
+        "users",
+        "visitors",
+        "timeouts",
+    )
+    domain = node.get("domain", str).lower()
+    if not _domain(domain):
+        node.fail(f"{domain!r} is not a domain name", "domain")
+    psi = node.get("migration_psi", str, f"sip:migration@{domain}")
+    if not _sip_uri(psi):
+        node.fail(f"{psi!r} is not a SIP URI", "migration_psi")
+    idms = node.child("idms")
+    idms.only("issuer", "kid", "key")
+    key_file = (base / idms.get("key", str)).resolve()
+    if not key_file.is_file():
+        idms.fail(f"no such key file {key_file}", "key")
+    servers = []
+    for s in node.items("servers"):
+        s.only("name", "listen")
+        servers.append(ServerProfile(s.get("name", str), s.hostport("listen")))
+    if not servers:
+        node.fail("a system needs at least one server", "servers")
+    gateway = None
+    if "gateway" in node.data:
+        g = node.child("gateway")
+        g.only("name", "internal", "external")
+        gateway = GatewayProfile(g.get("name", str), g.hostport("internal"), g.hostport("external"))
+    peers = []
+    for p in node.items("peers", []):
+        p.only("domain", "address")
+        peer_domain = p.get("domain", str).lower()
+        if not _domain(peer_domain):
+            p.fail(f"{peer_domain!r} is not a domain name", "domain")
+        peers.append(Peer(peer_domain, p.hostport("address")))
+    timeouts = Timeouts()
+    if "timeouts" in node.data:
+        t = node.child("timeouts")
+        t.only("server", "gateway_outbound", "gateway_inbound")
+        timeouts = Timeouts(
+            t.get("server", float, timeouts.server),
+            t.get("gateway_outbound", float, timeouts.gateway_outbound),
+            t.get("gateway_inbound", float, timeouts.gateway_inbound),
+        )
+        if not timeouts.server > timeouts.gateway_outbound > timeouts.gateway_inbound > 0:
+            t.fail(
+                "need server > gateway_outbound > gateway_inbound > 0, "
+                "so that each 504 arrives upstream in time"
+            )
+    return SystemProfile(
+        domain=domain,
+        migration_psi=psi,
+        idms=IdmsProfile(idms.get("issuer", str), idms.get("kid", str), key_file),
+        servers=tuple(servers),
+        gateway=gateway,
+        peers=tuple(peers),
+        users=_users(node),
+        visitors=_visitors(node),
+        timeouts=timeouts,
+    )
+
+
+def _users(node: _Node) -> PrimaryPolicy:
+    rules = []
+    for rule in node.items("users", []):
+        rule.only("names", "range", "migrate_to")
+        names = frozenset(rule.strings("names"))
+        ranges: tuple[UserRange, ...] = ()
+        if "range" in rule.data:
+            try:
+                ranges = (UserRange.parse(rule.get("range", str)),)
+            except ValueError as exc:
+                rule.fail(str(exc), "range")
+        if not names and not ranges:
+            rule.fail("a rule needs names or a range")
+        targets = rule.strings("migrate_to", lambda v: v == "*" or _domain(v), "a domain or '*'")
+        rules.append(UserRule(UserSelector(names, ranges), frozenset(t.lower() for t in targets)))
+    return PrimaryPolicy(tuple(rules))
+
+
+def _visitors(node: _Node) -> VisitorPolicy:
+    if "visitors" not in node.data:
+        return VisitorPolicy()
+    v = node.child("visitors")
+    v.only("default", "accept_systems", "refuse_systems", "refuse_users")
+    default = v.get("default", str, "refuse")
+    if default not in ("accept", "refuse"):
+        v.fail("must be accept or refuse", "default")
+    return VisitorPolicy(
+        default_accept=default == "accept",
+        accept_systems=frozenset(
+            s.lower() for s in v.strings("accept_systems", _domain, "a domain")
+        ),
+        refuse_systems=frozenset(
+            s.lower() for s in v.strings("refuse_systems", _domain, "a domain")
+        ),
+        refuse_users=frozenset(v.strings("refuse_users", _sip_uri, "a SIP URI")),
+    )
+
+
+def _check_unique(top: _Node, deployment: Deployment) -> None:
+    names = deployment.node_names()
+    dup = next((n for n in names if names.count(n) > 1), None)
+    if dup is not None:
+        top.fail(f"node name {dup!r} used twice", "systems")
+    domains = [s.domain for s in deployment.systems]
+    if len(set(domains)) != len(domains):
+        top.fail("a system domain is used twice", "systems")
+    seen: dict[HostPort, str] = {}
+    for system in deployment.systems:
+        addresses = [(s.name, s.listen) for s in system.servers]
+        if system.gateway is not None:
+            addresses += [
+                (system.gateway.name, system.gateway.internal),
+                (system.gateway.name, system.gateway.external),
+            ]
+        for name, address in addresses:
+            if address in seen:
+                top.fail(f"{name} and {seen[address]} both listen on {address}", "systems")
+            seen[address] = name

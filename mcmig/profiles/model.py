@@ -1,0 +1,116 @@
+"""The typed form of a deployment profile. The core never sees YAML."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mcmig.mc.policy import PrimaryPolicy, VisitorPolicy
+from mcmig.sip.peer import TransportAddress
+from mcmig.transport.base import format_hostport
+
+
+@dataclass(frozen=True)
+class HostPort:
+    host: str
+    port: int
+
+    def address(self, transport: str = "UDP") -> TransportAddress:
+        return TransportAddress(transport, self.host, self.port)
+
+    @property
+    def uri(self) -> str:
+        return f"sip:{format_hostport(self.host, self.port)}"
+
+    def __str__(self) -> str:
+        return format_hostport(self.host, self.port)
+
+
+@dataclass(frozen=True)
+class ServerProfile:
+    """An MC service server: partner for visitors, primary for the system's own users."""
+
+    name: str
+    listen: HostPort
+
+
+@dataclass(frozen=True)
+class GatewayProfile:
+    """An MC gateway server: ``internal`` faces its own system, ``external`` the others."""
+
+    name: str
+    internal: HostPort
+    external: HostPort
+
+
+@dataclass(frozen=True)
+class Peer:
+    """Another MC system and the address its traffic is sent to and comes from."""
+
+    domain: str
+    address: HostPort
+
+
+@dataclass(frozen=True)
+class IdmsProfile:
+    """The system's identity management server: who signs its access tokens."""
+
+    issuer: str
+    kid: str
+    key_file: Path  # PEM; a private key lets `mcmig token issue` sign (demo only)
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Downstream timeouts of each B2BUA, seconds. Each is shorter than the one
+    upstream of it, so that the client hears a 504 before its own Timer F."""
+
+    server: float = 8.0  # partner server -> primary system
+    gateway_outbound: float = 6.0  # gateway internal -> peer system
+    gateway_inbound: float = 4.0  # gateway external -> own server
+
+
+@dataclass(frozen=True)
+class SystemProfile:
+    domain: str
+    migration_psi: str
+    idms: IdmsProfile
+    servers: tuple[ServerProfile, ...]
+    gateway: GatewayProfile | None
+    peers: tuple[Peer, ...]
+    users: PrimaryPolicy
+    visitors: VisitorPolicy
+    timeouts: Timeouts = field(default_factory=Timeouts)
+
+    def peer(self, domain: str) -> Peer | None:
+        return next((p for p in self.peers if p.domain == domain.lower()), None)
+
+    @property
+    def public_name(self) -> str:
+        """How the system names itself to others (Warning agents)."""
+        return self.domain
+
+
+@dataclass(frozen=True)
+class Deployment:
+    name: str
+    path: Path
+    systems: tuple[SystemProfile, ...]
+
+    def system(self, domain: str) -> SystemProfile | None:
+        return next((s for s in self.systems if s.domain == domain.lower()), None)
+
+    def node_names(self) -> list[str]:
+        names: list[str] = []
+        for system in self.systems:
+            names += [s.name for s in system.servers]
+            if system.gateway is not None:
+                names.append(system.gateway.name)
+        return names
+
+    def find_server(self, name: str) -> tuple[SystemProfile, ServerProfile] | None:
+        for system in self.systems:
+            for server in system.servers:
+                if server.name == name:
+                    return system, server
+        return None
