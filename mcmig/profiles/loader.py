@@ -41,7 +41,7 @@ class _Node:
         self.data: dict[str, Any] = data
 
     def fail(self, message: str, key: str | None = None) -> None:
-        where = f"{self.path}.{key}" if key else self.path
+        where = ".".join(p for p in (self.path, key) if p)
         raise ProfileError(f"{self.file}: {where or '(top)'}: {message}")
 
     def only(self, *keys: str) -> None:

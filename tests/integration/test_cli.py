@@ -1,0 +1,184 @@
+"""The mcmig command line: exit codes, clear errors, a running deployment."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support.tools import ROOT, Mcmig
+
+
+def mcmig(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mcmig.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=timeout,
+    )
+
+
+def test_help_lists_the_commands() -> None:
+    out = mcmig("--help").stdout
+    for command in ("up", "migrate", "demo", "keys", "token", "registry", "responder", "bench"):
+        assert command in out
+
+
+def test_up_migrate_registry(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    up = Mcmig("up", "sip_profiles/demo.yaml", "--state-dir", str(state))
+    try:
+        ok = mcmig(
+            "migrate",
+            "--profile",
+            "sip_profiles/demo.yaml",
+            "--user",
+            "sip:alice@primary.example",
+            "--partner",
+            "partner.example",
+            "--listen",
+            "127.0.2.100:0",
+        )
+        assert ok.returncode == 0, ok.stderr
+        assert ok.stdout.startswith("200 OK")
+        refused = mcmig(
+            "migrate",
+            "--profile",
+            "sip_profiles/demo.yaml",
+            "--user",
+            "sip:bob@primary.example",
+            "--partner",
+            "partner.example",
+            "--listen",
+            "127.0.2.100:0",
+        )
+        assert refused.returncode == 1
+        assert "403 Forbidden migration-not-permitted (from primary.example)" in refused.stdout
+        shown = mcmig(
+            "registry",
+            "show",
+            "--profile",
+            "sip_profiles/demo.yaml",
+            "--node",
+            "primary-server",
+            "--state-dir",
+            str(state),
+            "--json",
+        )
+        (record,) = json.loads(shown.stdout)
+        assert record["mc_service_id"] == "sip:alice@primary.example"
+        assert record["partner_address"] == "sip:127.0.9.2:5060"
+        text = mcmig(
+            "registry",
+            "show",
+            "--profile",
+            "sip_profiles/demo.yaml",
+            "--node",
+            "primary-server",
+            "--state-dir",
+            str(state),
+        )
+        assert "sip:alice@primary.example  in partner.example at sip:127.0.9.2:5060" in text.stdout
+    finally:
+        assert up.stop() == 0  # SIGTERM: clean exit
+    assert "Traceback" not in up.stderr
+
+
+def test_token_issue_and_given_token(tmp_path: Path) -> None:
+    token = mcmig(
+        "token",
+        "issue",
+        "--profile",
+        "sip_profiles/demo.yaml",
+        "--system",
+        "partner.example",
+        "--sub",
+        "sip:erin@primary.example",
+        "--ttl",
+        "-100",
+    )
+    assert token.returncode == 0 and token.stdout.count(".") == 2
+    up = Mcmig("up", "sip_profiles/direct.yaml", "--state-dir", str(tmp_path))
+    try:
+        expired = mcmig(
+            "migrate",
+            "--profile",
+            "sip_profiles/direct.yaml",
+            "--user",
+            "sip:erin@primary.example",
+            "--partner",
+            "partner.example",
+            "--token",
+            token.stdout.strip(),
+        )
+        assert expired.returncode == 1 and "invalid-credentials" in expired.stdout
+    finally:
+        up.stop()
+
+
+def test_usage_and_profile_errors_exit_2_without_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("deployment: x\nsystems: []\n")
+    for args in (
+        ("up", str(bad)),
+        (
+            "migrate",
+            "--profile",
+            "sip_profiles/demo.yaml",
+            "--user",
+            "alice",
+            "--partner",
+            "partner.example",
+        ),
+        (
+            "migrate",
+            "--profile",
+            "sip_profiles/demo.yaml",
+            "--user",
+            "sip:a@primary.example",
+            "--partner",
+            "x.example",
+        ),
+        ("registry", "show", "--profile", "sip_profiles/demo.yaml", "--node", "nope"),
+        (
+            "token",
+            "issue",
+            "--profile",
+            "sip_profiles/nope.yaml",
+            "--system",
+            "a",
+            "--sub",
+            "sip:a@b",
+        ),
+    ):
+        result = mcmig(*args)
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        assert result.stderr.startswith("mcmig: "), result.stderr
+        assert "Traceback" not in result.stderr
+    assert f"{bad}: systems: no systems" in mcmig("up", str(bad)).stderr
+
+
+def test_keys_generate(tmp_path: Path) -> None:
+    out = tmp_path / "k.pem"
+    assert mcmig("keys", "generate", "--out", str(out)).returncode == 0
+    assert out.stat().st_mode & 0o777 == 0o600
+    assert b"PUBLIC KEY" in (tmp_path / "k.pem.pub").read_bytes()
+    assert mcmig("keys", "generate", "--out", str(out)).returncode == 2  # no silent overwrite
+
+
+def test_demo_runs_and_every_case_matches_the_profile() -> None:
+    result = mcmig("demo", timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for line in (
+        "200 OK",
+        "403 migration-not-permitted",
+        "403 user-not-permitted-by-partner",
+        "404 unknown-user",
+        "403 primary-system-not-permitted",
+        "403 invalid-credentials",
+    ):
+        assert line in result.stdout
+    assert "(11) 200 OK" in result.stdout and "(4) MESSAGE" in result.stdout
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mcmig.mc.policy import PrimaryPolicy, UserRange, UserRule, UserSelector, VisitorPolicy
+from mcmig.mc.registry import MigrationRecord, SqliteMigrationStore, new_record
+
+
+def test_user_range() -> None:
+    r = UserRange.parse("u000000-u999999")
+    assert "u000000" in r and "u999999" in r and "u123456" in r
+    assert "u12345" not in r and "u1234567" not in r and "x000001" not in r and "u00000a" not in r
+    for bad in ["u1-u999", "u9-u1", "alice", "u0-v9"]:
+        with pytest.raises(ValueError):
+            UserRange.parse(bad)
+
+
+@given(st.integers(0, 10**6), st.integers(0, 10**6), st.integers(0, 2 * 10**6))
+def test_range_membership_matches_arithmetic(a: int, b: int, n: int) -> None:
+    first, last = min(a, b), max(a, b)
+    r = UserRange.parse(f"u{first:07d}-u{last:07d}")
+    assert (f"u{n:07d}" in r) == (first <= n <= last)
+
+
+def test_primary_policy_first_rule_wins() -> None:
+    policy = PrimaryPolicy(
+        (
+            UserRule(UserSelector(frozenset({"bob"})), frozenset()),
+            UserRule(UserSelector(ranges=(UserRange.parse("u0-u9"),)), frozenset({"p.example"})),
+            UserRule(UserSelector(frozenset({"bob", "alice"})), frozenset({"*"})),
+        )
+    )
+    assert policy.is_user("bob") and not policy.may_migrate("bob", "p.example")
+    assert policy.may_migrate("alice", "anywhere.example")
+    assert policy.may_migrate("u5", "P.example") and not policy.may_migrate("u5", "q.example")
+    assert not policy.is_user("dave")
+
+
+def test_visitor_policy_default_and_exceptions() -> None:
+    refuse_all_but = VisitorPolicy(default_accept=False, accept_systems=frozenset({"a.example"}))
+    assert refuse_all_but.accepts_system("A.example") and not refuse_all_but.accepts_system(
+        "b.example"
+    )
+    accept_all_but = VisitorPolicy(default_accept=True, refuse_systems=frozenset({"b.example"}))
+    assert accept_all_but.accepts_system("c.example") and not accept_all_but.accepts_system(
+        "b.example"
+    )
+    by_name = VisitorPolicy(refuse_users=frozenset({"sip:carol@a.example"}))
+    assert not by_name.accepts_user("sip:carol@a.example") and by_name.accepts_user(
+        "sip:alice@a.example"
+    )
+
+
+def test_registry_is_durable_idempotent_and_one_record_per_user(tmp_path: Path) -> None:
+    path = tmp_path / "primary.sqlite3"
+    store = SqliteMigrationStore(path)
+    first = new_record(
+        "sip:alice@p.example", "partner.example", "sip:127.0.9.2:5060", "sip:t-1@partner.example"
+    )
+    stored, previous = store.put(first)
+    assert (stored, previous) == (first, None)
+    again = MigrationRecord(
+        first.mc_service_id,
+        first.partner_system,
+        first.partner_address,
+        first.temporary_id,
+        first.since + 5,
+    )
+    stored, previous = store.put(again)
+    assert stored.since == first.since and previous == first  # a repeat keeps the first record
+    moved = new_record(
+        "sip:alice@p.example", "partner2.example", "sip:127.0.9.3:5060", "sip:t-2@partner2.example"
+    )
+    stored, previous = store.put(moved)
+    assert stored == moved and previous == first
+    assert not store.delete_if_partner(
+        "sip:alice@p.example", "partner.example"
+    )  # names another partner now
+    store.close()
+    reopened = SqliteMigrationStore(path)
+    assert reopened.all() == [moved]
+    assert reopened.delete_if_partner("sip:alice@p.example", "partner2.example")
+    assert reopened.get("sip:alice@p.example") is None
+    reopened.close()

@@ -1,0 +1,122 @@
+"""Profiles load into typed values; a wrong file names the file, the key path and the fault."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mcmig.profiles import ProfileError, load_deployment
+from tests.support.tools import ROOT
+
+PROFILES = ROOT / "sip_profiles"
+
+
+def test_demo_profile_has_the_documented_nodes() -> None:
+    d = load_deployment(PROFILES / "demo.yaml")
+    primary, partner = d.system("primary.example"), d.system("partner.example")
+    assert primary is not None and partner is not None
+    assert str(primary.servers[0].listen) == "127.0.1.10:5060"
+    assert primary.gateway is not None and partner.gateway is not None
+    assert (str(primary.gateway.internal), str(primary.gateway.external)) == (
+        "127.0.1.1:5060",
+        "127.0.9.1:5060",
+    )
+    assert (str(partner.gateway.external), str(partner.gateway.internal)) == (
+        "127.0.9.2:5060",
+        "127.0.2.1:5060",
+    )
+    assert str(partner.servers[0].listen) == "127.0.2.10:5060"
+    users = primary.users
+    assert users.may_migrate("alice", "partner.example") and users.may_migrate(
+        "erin", "partner.example"
+    )
+    assert users.is_user("bob") and not users.may_migrate("bob", "partner.example")
+    assert users.may_migrate("u000000", "partner.example") and users.may_migrate(
+        "u999999", "partner.example"
+    )
+    assert not users.is_user("dave")
+    assert partner.visitors.accepts_system(
+        "primary.example"
+    ) and not partner.visitors.accepts_system("x.example")
+    assert not partner.visitors.accepts_user("sip:carol@primary.example")
+    assert primary.migration_psi == "sip:migration@primary.example"
+
+
+def test_direct_profile_has_no_gateways() -> None:
+    d = load_deployment(PROFILES / "direct.yaml")
+    assert all(s.gateway is None for s in d.systems)
+
+
+def _write(tmp_path: Path, mutate) -> Path:  # type: ignore[no-untyped-def]
+    data = yaml.safe_load((PROFILES / "demo.yaml").read_text())
+    mutate(data)
+    path = tmp_path / "bad.yaml"
+    (tmp_path / "keys").mkdir(exist_ok=True)
+    for key in (PROFILES / "keys").glob("*.pem"):
+        (tmp_path / "keys" / key.name).write_bytes(key.read_bytes())
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("mutate", "where", "what"),
+    [
+        (
+            lambda d: d["systems"][0]["servers"][0].update(listen="127.0.1.10:99999"),
+            "systems[0].servers[0].listen",
+            "port",
+        ),
+        (lambda d: d["systems"][0].update(domian="x"), "systems[0]", "unknown key 'domian'"),
+        (
+            lambda d: d["systems"][1]["visitors"].update(default="maybe"),
+            "systems[1].visitors.default",
+            "accept or refuse",
+        ),
+        (
+            lambda d: d["systems"][0]["users"][2].update(range="u9-u1"),
+            "systems[0].users[2].range",
+            "backwards",
+        ),
+        (
+            lambda d: d["systems"][0]["idms"].update(key="keys/missing.pem"),
+            "systems[0].idms.key",
+            "no such key file",
+        ),
+        (
+            lambda d: d["systems"][1]["servers"][0].update(listen="127.0.1.10:5060"),
+            "systems",
+            "both listen",
+        ),
+        (
+            lambda d: d["systems"][0].update(
+                timeouts={"server": 1, "gateway_outbound": 2, "gateway_inbound": 3}
+            ),
+            "systems[0].timeouts",
+            "504",
+        ),
+        (
+            lambda d: d["systems"][0]["users"][0].update(migrate_to=["not a domain"]),
+            "systems[0].users[0].migrate_to[0]",
+            "domain",
+        ),
+        (lambda d: d.pop("deployment"), "deployment", "missing"),
+    ],
+)
+def test_errors_name_file_key_path_and_fault(tmp_path: Path, mutate, where: str, what: str) -> None:  # type: ignore[no-untyped-def]
+    path = _write(tmp_path, mutate)
+    with pytest.raises(ProfileError) as info:
+        load_deployment(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: {where}:"), message
+    assert what in message
+
+
+def test_not_yaml_and_missing_file(tmp_path: Path) -> None:
+    bad = tmp_path / "x.yaml"
+    bad.write_text("systems: [unclosed")
+    with pytest.raises(ProfileError, match="not valid YAML"):
+        load_deployment(bad)
+    with pytest.raises(ProfileError, match="cannot read"):
+        load_deployment(tmp_path / "nope.yaml")

@@ -1,0 +1,107 @@
+"""Access token checks (PROFILE 2.1): every refusal names invalid-credentials upstream."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+import jwt
+import pytest
+
+from mcmig.mc.tokens import (
+    IdmsKey,
+    TokenError,
+    TokenVerifier,
+    generate_private_key,
+    issue_token,
+    public_key_pem,
+)
+
+SUB = "sip:alice@primary.example"
+
+
+def _key(kid: str = "k1", issuer: str = "https://idms.partner.example") -> IdmsKey:
+    private = generate_private_key()
+    return IdmsKey(issuer, kid, private.public_key(), private)
+
+
+KEY = _key()
+VERIFIER = TokenVerifier("partner.example", [IdmsKey(KEY.issuer, KEY.kid, KEY.public_key)])
+
+
+def test_valid_token_with_temporary_id() -> None:
+    token = issue_token(KEY, "partner.example", SUB, temporary_id="sip:t-1@partner.example")
+    claims = VERIFIER.verify(token, SUB)
+    assert claims["temporary_id"] == "sip:t-1@partner.example"
+    assert {"iss", "sub", "aud", "exp", "iat", "jti"} <= set(claims)
+
+
+def _b64(data: dict[str, object]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+def _claims(**over: object) -> dict[str, object]:
+    now = int(time.time())
+    claims: dict[str, object] = {
+        "iss": KEY.issuer,
+        "sub": SUB,
+        "aud": "partner.example",
+        "iat": now,
+        "exp": now + 600,
+        "jti": "j",
+    }
+    claims.update(over)
+    return claims
+
+
+REFUSED = {
+    "alg none": _b64({"alg": "none", "kid": "k1"}) + "." + _b64(_claims()) + ".",
+    "HS256 keyed with the public key": jwt.encode(
+        _claims(),
+        "a-shared-secret-that-is-long-enough-for-hs256",
+        algorithm="HS256",
+        headers={"kid": "k1"},
+    ),
+    "unknown kid": issue_token(_key("other"), "partner.example", SUB),
+    "signed by another key, same kid": issue_token(_key("k1"), "partner.example", SUB),
+    "wrong audience": issue_token(KEY, "primary.example", SUB),
+    "wrong subject": issue_token(KEY, "partner.example", "sip:bob@primary.example"),
+    "expired": issue_token(KEY, "partner.example", SUB, ttl=-120),
+    "wrong issuer": issue_token(_key("k1", "https://evil.example"), "partner.example", SUB),
+    "garbage": "not.a.token",
+}
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_refused(name: str) -> None:
+    with pytest.raises(TokenError):
+        VERIFIER.verify(REFUSED[name], SUB)
+
+
+def test_hs256_with_public_key_bytes_is_refused_before_any_check() -> None:
+    # The classic confusion attack: HMAC keyed with the verifier's public key.
+    pem = public_key_pem(KEY.public_key)
+    header = _b64({"alg": "HS256", "kid": "k1", "typ": "JWT"})
+    payload = _b64(_claims())
+    import hashlib
+    import hmac
+
+    sig = (
+        base64.urlsafe_b64encode(
+            hmac.new(pem, f"{header}.{payload}".encode(), hashlib.sha256).digest()
+        )
+        .rstrip(b"=")
+        .decode()
+    )
+    with pytest.raises(TokenError, match="algorithm"):
+        VERIFIER.verify(f"{header}.{payload}.{sig}", SUB)
+
+
+def test_leeway_of_30_seconds() -> None:
+    assert VERIFIER.verify(issue_token(KEY, "partner.example", SUB, ttl=-10), SUB)
+    with pytest.raises(TokenError):
+        VERIFIER.verify(issue_token(KEY, "partner.example", SUB, ttl=-45), SUB)
+    future = issue_token(KEY, "partner.example", SUB, now=time.time() + 120)
+    with pytest.raises(TokenError):
+        VERIFIER.verify(future, SUB)
