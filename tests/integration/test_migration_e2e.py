@@ -310,3 +310,29 @@ def test_many_users_from_the_numbered_range(tmp_path: Path) -> None:
         assert len(lab.registry()) == 4
     finally:
         lab.close()
+
+
+def test_nothing_internal_crosses_between_gateways(tmp_path: Path) -> None:
+    """Every byte sent on the external link (127.0.9.x) is free of internal addresses,
+    node names and Call-IDs; the full capture-based proof comes with TLS and tshark."""
+    lab = Lab("sip_profiles/demo.yaml", tmp_path)
+    lab.start()
+    try:
+        inner_call_ids: set[str] = set()
+        external: list[bytes] = []
+        for user, token in [(ALICE, None), ("sip:bob@primary.example", None), ("sip:dave@primary.example", None),
+                            ("sip:erin@primary.example", "forged"), ("sip:carol@primary.example", None)]:
+            lab.migrate(user, _forged(lab, user) if token else None)
+            for entry in lab.trace.entries:
+                if entry.source.host.startswith("127.0.9.") and entry.destination.host.startswith("127.0.9."):
+                    external.append(entry.wire)
+                else:
+                    inner_call_ids.add(entry.message.call_id)
+        assert len(external) >= 6
+        for wire in external:
+            for secret in (b"127.0.1.", b"127.0.2.", b"primary-server", b"partner-server", b"access-token", b"eyJ"):
+                assert secret not in wire, (secret, wire)
+            for call_id in inner_call_ids:
+                assert call_id.encode() not in wire
+    finally:
+        lab.close()
