@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from mcmig.mc.causes import Cause, failure_response, rewrite_warning_agent
+from collections.abc import Callable
+
+from mcmig.mc.causes import Cause, failure_response
 from mcmig.node.runtime import SipNode, SipTimeoutError, SipTransportError
 from mcmig.sip.message import Request, Response
 from mcmig.sip.peer import TransportAddress
@@ -16,7 +18,7 @@ async def forward(
     destination: TransportAddress,
     timeout: float,
     agent: str,
-    rewrite_agent: bool = False,
+    relay: Callable[[Request, Response, str], Response] | None = None,
 ) -> Response:
     """Send ``downstream`` in its own transaction and build the answer to ``upstream``.
 
@@ -33,18 +35,16 @@ async def forward(
         )
     except SipTransportError:
         return failure_response(upstream, Cause.TIMEOUT, "the next hop could not be reached", agent)
-    return relay_response(upstream, response, agent if rewrite_agent else None)
+    if relay is not None:
+        return relay(upstream, response, agent)
+    return relay_response(upstream, response)
 
 
-def relay_response(upstream: Request, response: Response, agent: str | None) -> Response:
+def relay_response(upstream: Request, response: Response) -> Response:
+    """Inside a system: status, reason, Warning, cause body and a few headers pass unchanged."""
     headers: list[tuple[str, str]] = []
-    for name in ("Warning", "Accept", "Retry-After", "Allow", "Contact"):
-        for value in response.get_all(name):
-            if name == "Warning" and agent is not None:
-                value = rewrite_warning_agent(value, agent)
-            if name == "Contact" and response.status // 100 != 3:
-                continue  # only a redirect's Contact is meant for the caller
-            headers.append((name, value))
+    for name in ("Warning", "Accept", "Retry-After", "Allow", "Unsupported"):
+        headers.extend((name, value) for value in response.get_all(name))
     content_type = response.get("Content-Type")
     if response.body and content_type is not None:
         headers.append(("Content-Type", content_type))

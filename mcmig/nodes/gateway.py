@@ -9,16 +9,19 @@ cross, and addresses inside migration bodies are replaced by our own.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
-from mcmig.mc.body import CONTENT_TYPE, BodyError, MigrationRequest, decode, encode
+from mcmig.mc.body import BodyError
 from mcmig.mc.causes import Cause, failure_response
 from mcmig.node.runtime import SipNode
 from mcmig.nodes.b2bua import forward, next_max_forwards, too_many_hops
+from mcmig.nodes.hiding import (
+    crossing_request,
+    entering_response,
+    leaving_response,
+    outbound_body,
+)
 from mcmig.profiles.model import GatewayProfile, SystemProfile
 from mcmig.sip.message import Request, Response
 from mcmig.sip.peer import TransportAddress
-from mcmig.sip.requests import make_request
 from mcmig.sip.responses import make_response
 from mcmig.sip.uri import SipUri
 
@@ -32,6 +35,8 @@ class McGateway:
         self.system = system
         self.profile = profile
         self._peer_hosts = {p.address.host: p.domain for p in system.peers}
+        names = [s.name for s in system.servers] + [profile.name]
+        self._inner_names = frozenset(names)
         internal.handlers["MESSAGE"] = self.outbound
         external.handlers["MESSAGE"] = self.inbound
 
@@ -56,10 +61,11 @@ class McGateway:
             return self.fail(
                 self.internal, request, Cause.UNKNOWN_MC_SYSTEM, f"no peer for {domain}"
             )
-        body = self._hide_body(request)
-        if isinstance(body, Response):
-            return body
-        onward = self._onward(request, body)
+        try:
+            body = outbound_body(request, self.profile.external.uri)
+        except BodyError as exc:
+            return self.fail(self.internal, request, Cause.BAD_REQUEST, exc.reason)
+        onward = crossing_request(request, body, self.system.domain, next_max_forwards(request))
         return await forward(
             self.external,
             request,
@@ -67,6 +73,7 @@ class McGateway:
             peer.address.address(),
             self.system.timeouts.gateway_outbound,
             self.agent,
+            relay=entering_response,
         )
 
     # -- another system -> inside (PROFILE step 5) ----------------------------------------------
@@ -86,7 +93,9 @@ class McGateway:
                 self.external, request, Cause.UNKNOWN_USER, f"{uri.aor} is not a user here"
             )
         server = self.system.servers[0]
-        onward = self._onward(request, request.body)
+        onward = crossing_request(
+            request, request.body, uri.host.lower(), next_max_forwards(request)
+        )
         return await forward(
             self.internal,
             request,
@@ -94,31 +103,5 @@ class McGateway:
             server.listen.address(),
             self.system.timeouts.gateway_inbound,
             self.agent,
-            rewrite_agent=True,
-        )
-
-    # -- building the other leg -------------------------------------------------------------
-    def _hide_body(self, request: Request) -> bytes | Response:
-        """Replace our servers' addresses in a migration body with our external URI."""
-        if request.content_type != CONTENT_TYPE:
-            return request.body
-        try:
-            body = decode(request.body)
-        except BodyError as exc:
-            return self.fail(self.internal, request, Cause.BAD_REQUEST, exc.reason)
-        if isinstance(body, MigrationRequest) and body.partner_address is not None:
-            body = replace(body, partner_address=self.profile.external.uri)
-        return encode(body)
-
-    def _onward(self, request: Request, body: bytes) -> Request:
-        """A new request: fresh Call-ID, tags, CSeq and Via; From/To URIs and body only."""
-        assert isinstance(request.uri, SipUri)
-        return make_request(
-            request.method,
-            request.uri,
-            from_uri=str(request.from_.uri),
-            to_uri=str(request.to.uri),
-            body=body,
-            content_type=request.get("Content-Type") if body else None,
-            max_forwards=next_max_forwards(request),
+            relay=lambda up, down, agent: leaving_response(up, down, agent, self._inner_names),
         )

@@ -320,17 +320,31 @@ def test_nothing_internal_crosses_between_gateways(tmp_path: Path) -> None:
     try:
         inner_call_ids: set[str] = set()
         external: list[bytes] = []
-        for user, token in [(ALICE, None), ("sip:bob@primary.example", None), ("sip:dave@primary.example", None),
-                            ("sip:erin@primary.example", "forged"), ("sip:carol@primary.example", None)]:
+        for user, token in [
+            (ALICE, None),
+            ("sip:bob@primary.example", None),
+            ("sip:dave@primary.example", None),
+            ("sip:erin@primary.example", "forged"),
+            ("sip:carol@primary.example", None),
+        ]:
             lab.migrate(user, _forged(lab, user) if token else None)
             for entry in lab.trace.entries:
-                if entry.source.host.startswith("127.0.9.") and entry.destination.host.startswith("127.0.9."):
+                if entry.source.host.startswith("127.0.9.") and entry.destination.host.startswith(
+                    "127.0.9."
+                ):
                     external.append(entry.wire)
                 else:
                     inner_call_ids.add(entry.message.call_id)
         assert len(external) >= 6
         for wire in external:
-            for secret in (b"127.0.1.", b"127.0.2.", b"primary-server", b"partner-server", b"access-token", b"eyJ"):
+            for secret in (
+                b"127.0.1.",
+                b"127.0.2.",
+                b"primary-server",
+                b"partner-server",
+                b"access-token",
+                b"eyJ",
+            ):
                 assert secret not in wire, (secret, wire)
             for call_id in inner_call_ids:
                 assert call_id.encode() not in wire
