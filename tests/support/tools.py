@@ -102,3 +102,62 @@ class Mcmig:
                 self.proc.wait()
         _, self.stderr = self.proc.communicate()
         return int(self.proc.returncode)
+
+
+class Capture:
+    """tshark capturing on the loopback interface into a pcap file, with a capture filter.
+
+    With ``probe`` (two hosts the filter passes), it sends a marker datagram from
+    one to the other until the marker is in the file: the capture is then live.
+    Markers go to UDP port 9 (discard) and are not SIP.
+    """
+
+    MARKER = b"mcmig-capture-marker"
+
+    def __init__(
+        self, path: Path, capture_filter: str, probe: tuple[str, str] | None = None
+    ) -> None:
+        self.path = path
+        self.proc = subprocess.Popen(
+            [require("tshark"), "-i", "lo", "-f", capture_filter, "-w", str(path), "-q"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stderr is not None
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            line = self.proc.stderr.readline()
+            if "Capturing on" in line:
+                if probe is None or self._probe(*probe, deadline):
+                    return
+                break
+            if not line and self.proc.poll() is not None:
+                break
+        self.proc.kill()
+        raise RuntimeError(f"tshark did not start capturing: {self.proc.stderr.read()}")
+
+    def _probe(self, source: str, destination: str, deadline: float) -> bool:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind((source, 0))
+            while time.monotonic() < deadline:
+                sock.sendto(self.MARKER, (destination, 9))
+                time.sleep(0.2)
+                if self.path.exists() and self.MARKER in self.path.read_bytes():
+                    return True
+        return False
+
+    def stop(self) -> bytes:
+        time.sleep(0.5)  # let the last packets reach the capture
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        return self.path.read_bytes()
+
+
+def tshark_read(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [require("tshark"), "-r", str(path), *args], capture_output=True, text=True, timeout=120
+    )

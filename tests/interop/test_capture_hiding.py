@@ -1,0 +1,103 @@
+"""Topology hiding proven on the wire: tshark captures the link between the gateways."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mcmig.sip.message import Request
+from tests.support.lab import Lab
+from tests.support.tools import Capture, tshark_read
+
+EXTERNAL = "host 127.0.9.1 and host 127.0.9.2"
+INNER_NAMES = [
+    b"primary-server",
+    b"partner-server",
+    b"primary-gw",
+    b"partner-gw",
+    b"127.0.1.",
+    b"127.0.2.",
+]
+
+
+def _forged(lab: Lab, user: str) -> str:
+    from mcmig.mc.tokens import IdmsKey, generate_private_key, issue_token
+
+    system = lab.deployment.system("partner.example")
+    assert system is not None
+    k = generate_private_key()
+    return issue_token(
+        IdmsKey(system.idms.issuer, system.idms.kid, k.public_key(), k), "partner.example", user
+    )
+
+
+def test_no_inner_byte_on_the_external_link(tmp_path: Path) -> None:
+    pcap = tmp_path / "external.pcap"
+    lab = Lab("sip_profiles/demo.yaml", tmp_path / "state")
+    lab.start()
+    tokens: list[str] = []
+    inner_call_ids: set[str] = set()
+    crossed = 0
+    outcomes: dict[tuple[int, str | None], int] = {}
+    try:
+        capture = Capture(pcap, EXTERNAL, probe=("127.0.9.2", "127.0.9.1"))
+        cases: list[tuple[str, str | None]] = [
+            (f"sip:u{n:06d}@primary.example", None) for n in range(150)
+        ]
+        cases += [("sip:bob@primary.example", None)] * 15  # refused by the primary server
+        cases += [
+            ("sip:dave@primary.example", None)
+        ] * 15  # unknown: refused by the primary gateway
+        cases += [("sip:carol@primary.example", None)] * 8  # refused by the partner
+        cases += [("sip:zed@elsewhere.example", None)] * 6  # unknown system
+        cases += [("sip:erin@primary.example", "forged")] * 6  # forged token
+        for user, kind in cases:
+            token = _forged(lab, user) if kind else lab.token(user)
+            tokens.append(token)
+            outcome = lab.migrate(user, token)
+            outcomes[(outcome.status, outcome.cause)] = (
+                outcomes.get((outcome.status, outcome.cause), 0) + 1
+            )
+            for entry in lab.trace.entries:
+                if entry.source.host.startswith("127.0.9.") and entry.destination.host.startswith(
+                    "127.0.9."
+                ):
+                    crossed += 1
+                elif isinstance(entry.message, Request):
+                    inner_call_ids.add(entry.message.call_id)
+        data = capture.stop()
+    finally:
+        lab.close()
+
+    assert len(cases) >= 200
+    assert outcomes == {
+        (200, None): 150,
+        (403, "migration-not-permitted"): 15,
+        (404, "unknown-user"): 15,
+        (403, "user-not-permitted-by-partner"): 8,
+        (403, "primary-system-not-permitted"): 6,
+        (403, "invalid-credentials"): 6,
+    }
+    # Frames were in fact captured: every message that crossed is in the file.
+    frames = tshark_read(pcap, "-Y", "not udp.port == 9", "-T", "fields", "-e", "frame.number")
+    assert frames.returncode == 0
+    assert len(frames.stdout.split()) == crossed >= 2 * (150 + 15 + 15)
+    # No inner address, node name, Call-ID or access token in any captured byte.
+    for secret in INNER_NAMES:
+        assert secret not in data, secret
+    for call_id in inner_call_ids:
+        assert call_id.encode() not in data
+    for token in tokens:
+        assert token.encode() not in data and token.split(".")[1].encode() not in data
+    # tshark decodes every frame as SIP, with no malformed or error expert flag.
+    sip = tshark_read(
+        pcap, "-d", "udp.port==5060,sip", "-Y", "sip", "-T", "fields", "-e", "frame.number"
+    )
+    assert len(sip.stdout.split()) == crossed
+    bad = tshark_read(
+        pcap,
+        "-d",
+        "udp.port==5060,sip",
+        "-Y",
+        "(_ws.malformed || _ws.expert.severity >= error) && not udp.port == 9",
+    )
+    assert bad.returncode == 0 and bad.stdout.strip() == "", bad.stdout[:2000]
