@@ -12,6 +12,7 @@ from mcmig.nodes.gateway import McGateway
 from mcmig.nodes.server import McServer
 from mcmig.profiles.model import Deployment, SystemProfile
 from mcmig.sip.timers import TimerConfig
+from mcmig.transport.tls import client_context, server_context
 
 
 def idms_key(system: SystemProfile) -> IdmsKey:
@@ -68,6 +69,11 @@ async def start_deployment(
                 for node in (internal, external):
                     await node.start()
                     running.nodes.append(node)
+                if gw.tls is not None:
+                    names = {(p.address.host, p.address.port): p.domain for p in system.peers}
+                    await external.enable_tls(
+                        gw.tls.port, server_context(gw.tls), client_context(gw.tls), names
+                    )
     except BaseException:
         await running.stop()
         raise

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -75,6 +76,7 @@ class SipNode:
         self.name = name
         self.host = host
         self.port = port
+        self.ports: dict[str, int] = {}
         self.layer = TransactionLayer(timers)
         self.config = transport_config or TransportConfig()
         self.handlers: dict[str, Handler] = {"OPTIONS": self._options}
@@ -100,9 +102,24 @@ class SipNode:
         await tcp.listen(self.host, self.port)
         self._streams["TCP"] = tcp
 
-    async def add_stream_transport(self, transport: StreamTransport, port: int) -> None:
-        await transport.listen(self.host, port)
-        self._streams[transport.name] = transport
+    async def enable_tls(
+        self,
+        port: int,
+        server: ssl.SSLContext,
+        client: ssl.SSLContext,
+        expected_names: dict[tuple[str, int], str],
+    ) -> None:
+        """Listen for SIP over TLS on ``port`` too, and connect out with ``client``."""
+        tls = StreamTransport("TLS", self.config, self._on_bytes, self._on_failure, server, client)
+        tls.expected_names.update(expected_names)
+        await tls.listen(self.host, port)
+        self._streams["TLS"] = tls
+        self.ports["TLS"] = port
+
+    def peer_names(self, source: TransportAddress) -> set[str]:
+        """For a request that came over TLS: the names its sender's certificate proves."""
+        stream = self._streams.get(source.transport)
+        return set() if stream is None or source.transport != "TLS" else stream.peer_names(source)
 
     async def stop(self) -> None:
         for task in list(self._tasks):
@@ -137,7 +154,7 @@ class SipNode:
         assert self._loop is not None, "node not started"
         if destination.transport == "UDP" and len(request.serialize()) + 60 > UDP_SIZE_LIMIT:
             destination = TransportAddress("TCP", destination.host, destination.port)
-        sent_by = format_hostport(self.host, self.port)
+        sent_by = format_hostport(self.host, self.ports.get(destination.transport, self.port))
         via = f"SIP/2.0/{destination.transport} {sent_by};branch={new_branch()};rport"
         request.add("Via", via, first=True)
         if request.max_forwards is None:
@@ -291,7 +308,7 @@ class SipNode:
 
     # -- output and time ---------------------------------------------------------------
     def _local(self, transport: str) -> TransportAddress:
-        return TransportAddress(transport, self.host, self.port)
+        return TransportAddress(transport, self.host, self.ports.get(transport, self.port))
 
     def _send(self, message: Request | Response, destination: TransportAddress) -> None:
         for observer in self.observers:

@@ -39,6 +39,7 @@ class McGateway:
         self._inner_names = frozenset(names)
         internal.handlers["MESSAGE"] = self.outbound
         external.handlers["MESSAGE"] = self.inbound
+        external.handlers["OPTIONS"] = self.options
 
     @property
     def agent(self) -> str:
@@ -70,18 +71,39 @@ class McGateway:
             self.external,
             request,
             onward,
-            peer.address.address(),
+            peer.target,
             self.system.timeouts.gateway_outbound,
             self.agent,
             relay=entering_response,
         )
 
+    async def options(self, request: Request, source: TransportAddress) -> Response:
+        """Health checks, for peers only: others learn nothing, not even the Allow list."""
+        refusal = self._authenticate_peer(source)
+        if refusal is not None:
+            return self.fail(self.external, request, Cause.PEER_NOT_AUTHORIZED, refusal)
+        return make_response(request, 200, headers=[("Allow", self.external.allow_header())])
+
+    def _authenticate_peer(self, source: TransportAddress) -> str | None:
+        """Why a request from ``source`` is refused, or None: by address, and by
+        certificate identity when the peer is configured for TLS."""
+        domain = self._peer_hosts.get(source.host)
+        if domain is None:
+            return "not a configured peer"
+        peer = self.system.peer(domain)
+        assert peer is not None
+        if peer.transport == "TLS":
+            if source.transport != "TLS":
+                return f"{domain} must use TLS"
+            if domain not in self.external.peer_names(source):
+                return f"certificate does not name {domain}"
+        return None
+
     # -- another system -> inside (PROFILE step 5) ----------------------------------------------
     async def inbound(self, request: Request, source: TransportAddress) -> Response:
-        if source.host not in self._peer_hosts:
-            return self.fail(
-                self.external, request, Cause.PEER_NOT_AUTHORIZED, "not a configured peer"
-            )
+        refusal = self._authenticate_peer(source)
+        if refusal is not None:
+            return self.fail(self.external, request, Cause.PEER_NOT_AUTHORIZED, refusal)
         if not isinstance(request.uri, SipUri):
             return make_response(request, 416)
         hops = too_many_hops(request)

@@ -22,6 +22,7 @@ from mcmig.profiles.model import (
 from mcmig.sip.errors import SipParseError
 from mcmig.sip.uri import is_host, parse_sip_uri
 from mcmig.transport.base import split_hostport
+from mcmig.transport.tls import TlsProfile
 
 T = TypeVar("T")
 
@@ -150,15 +151,22 @@ def _system(node: _Node, base: Path) -> SystemProfile:
     gateway = None
     if "gateway" in node.data:
         g = node.child("gateway")
-        g.only("name", "internal", "external")
-        gateway = GatewayProfile(g.get("name", str), g.hostport("internal"), g.hostport("external"))
+        g.only("name", "internal", "external", "tls")
+        gateway = GatewayProfile(
+            g.get("name", str), g.hostport("internal"), g.hostport("external"), _tls(g, base)
+        )
     peers = []
     for p in node.items("peers", []):
-        p.only("domain", "address")
+        p.only("domain", "address", "transport")
         peer_domain = p.get("domain", str).lower()
         if not _domain(peer_domain):
             p.fail(f"{peer_domain!r} is not a domain name", "domain")
-        peers.append(Peer(peer_domain, p.hostport("address")))
+        transport = p.get("transport", str, "UDP").upper()
+        if transport not in ("UDP", "TCP", "TLS"):
+            p.fail("must be UDP, TCP or TLS", "transport")
+        if transport == "TLS" and (gateway is None or gateway.tls is None):
+            p.fail("TLS to a peer needs gateway.tls in this system", "transport")
+        peers.append(Peer(peer_domain, p.hostport("address"), transport))
     timeouts = Timeouts()
     if "timeouts" in node.data:
         t = node.child("timeouts")
@@ -184,6 +192,23 @@ def _system(node: _Node, base: Path) -> SystemProfile:
         visitors=_visitors(node),
         timeouts=timeouts,
     )
+
+
+def _tls(gateway: _Node, base: Path) -> TlsProfile | None:
+    if "tls" not in gateway.data:
+        return None
+    t = gateway.child("tls")
+    t.only("cert", "key", "ca", "port")
+    files = {}
+    for key in ("cert", "key", "ca"):
+        path = (base / t.get(key, str)).resolve()
+        if not path.is_file():
+            t.fail(f"no such file {path}", key)
+        files[key] = path
+    port = t.get("port", int, 5061)
+    if not 0 < port < 65536:
+        t.fail("port out of range", "port")
+    return TlsProfile(files["cert"], files["key"], files["ca"], port)
 
 
 def _users(node: _Node) -> PrimaryPolicy:

@@ -8,6 +8,7 @@ from pathlib import Path
 from mcmig.mc.policy import PrimaryPolicy, VisitorPolicy
 from mcmig.sip.peer import TransportAddress
 from mcmig.transport.base import format_hostport
+from mcmig.transport.tls import TlsProfile
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class GatewayProfile:
     name: str
     internal: HostPort
     external: HostPort
+    tls: TlsProfile | None = None  # SIP over TLS on the external side, mutual authentication
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,11 @@ class Peer:
 
     domain: str
     address: HostPort
+    transport: str = "UDP"  # UDP, TCP or TLS; with TLS, plaintext from this peer is refused
+
+    @property
+    def target(self) -> TransportAddress:
+        return self.address.address(self.transport)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from mcmig.sip.errors import SipParseError
 from mcmig.sip.framing import StreamFramer
 from mcmig.sip.peer import TransportAddress
 from mcmig.transport.base import FailureSink, MessageSink, TransportConfig
+from mcmig.transport.tls import certificate_names
 
 log = logging.getLogger("mcmig.transport")
 
@@ -28,11 +29,22 @@ class StreamConnection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._idle: asyncio.TimerHandle | None = None
         self._pending: list[bytes] = []
+        self._secured = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
         peer = transport.get_extra_info("peername")
+        server_ssl = self._owner.server_ssl
+        if server_ssl is not None and self.remote is None and not self._secured:
+            # Accepted over plain TCP: run the TLS handshake ourselves, so that a
+            # refused peer is logged (asyncio drops those failures silently).
+            transport.pause_reading()
+            self.remote = TransportAddress(self._owner.name, str(peer[0]), int(peer[1]))
+            task = asyncio.get_running_loop().create_task(self._secure(transport, server_ssl))
+            self._owner.tasks.add(task)
+            task.add_done_callback(self._owner.tasks.discard)
+            return
+        self._transport = transport
         if self.remote is None:
             self.remote = TransportAddress(self._owner.name, str(peer[0]), int(peer[1]))
         if not self._owner.admit(self):
@@ -42,6 +54,29 @@ class StreamConnection(asyncio.Protocol):
         for data in self._pending:
             transport.write(data)
         self._pending.clear()
+
+    async def _secure(self, raw: asyncio.Transport, context: ssl.SSLContext) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            secured = await loop.start_tls(
+                raw,
+                self,
+                context,
+                server_side=True,
+                ssl_handshake_timeout=self._owner.config.idle_timeout,
+            )
+        except (OSError, TimeoutError, ConnectionError) as exc:
+            reason = (
+                getattr(exc, "reason", None) or getattr(exc, "strerror", None) or type(exc).__name__
+            )
+            log.warning("refused TLS connection from %s: %s", self.remote, reason)
+            raw.abort()
+            return
+        if secured is None:
+            raw.abort()
+            return
+        self._secured = True
+        self.connection_made(secured)
 
     def data_received(self, data: bytes) -> None:
         self._framer.feed(data)
@@ -75,6 +110,11 @@ class StreamConnection(asyncio.Protocol):
         if self._transport is not None and not self._transport.is_closing():
             self._transport.close()
 
+    def certificate_names(self) -> set[str]:
+        if self._transport is None:
+            return set()
+        return certificate_names(self._transport.get_extra_info("peercert"))
+
     def _touch(self) -> None:
         """Restart the idle clock: only complete messages count as activity."""
         if self._idle is not None:
@@ -103,17 +143,22 @@ class StreamTransport:
         self.config = config
         self.on_message = on_message
         self._on_failure = on_failure
-        self._server_ssl = server_ssl
+        self.server_ssl = server_ssl
         self._client_ssl = client_ssl
+        self.tasks: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
         self.connections: dict[TransportAddress, StreamConnection] = {}
+        # TLS: the name a server at (host, port) must prove, i.e. the peer's domain
+        self.expected_names: dict[tuple[str, int], str] = {}
         self._per_host: Counter[str] = Counter()
         self.refused = 0
+        self.local_host: str | None = None  # outgoing connections leave from our own address
 
     async def listen(self, host: str, port: int) -> None:
+        self.local_host = host
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: StreamConnection(self), host, port, ssl=self._server_ssl, reuse_address=True
+            lambda: StreamConnection(self), host, port, reuse_address=True
         )
 
     def admit(self, conn: StreamConnection) -> bool:
@@ -157,7 +202,12 @@ class StreamTransport:
         loop = asyncio.get_running_loop()
         server_hostname = None
         if self._client_ssl is not None:
-            server_hostname = getattr(self._client_ssl, "mcmig_peer_name", None) or destination.host
+            server_hostname = self.expected_names.get((destination.host, destination.port))
+            if server_hostname is None:
+                log.warning("no TLS peer name configured for %s; not connecting", destination)
+                self.forget(conn)
+                self._on_failure(destination)
+                return
         try:
             await loop.create_connection(
                 lambda: conn,
@@ -165,11 +215,17 @@ class StreamTransport:
                 destination.port,
                 ssl=self._client_ssl,
                 server_hostname=server_hostname,
+                local_addr=None if self.local_host is None else (self.local_host, 0),
             )
         except (OSError, ssl.SSLError) as exc:
             log.warning("%s connection to %s failed: %s", self.name, destination, exc)
             self.forget(conn)
             self._on_failure(destination)
+
+    def peer_names(self, remote: TransportAddress) -> set[str]:
+        """Names the verified certificate of the connection from ``remote`` carries."""
+        conn = self.connections.get(remote)
+        return set() if conn is None else conn.certificate_names()
 
     @property
     def local_port(self) -> int:
@@ -177,6 +233,8 @@ class StreamTransport:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def close(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
         if self._server is not None:
             self._server.close()
         for conn in list(self.connections.values()):
