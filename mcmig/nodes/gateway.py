@@ -9,6 +9,8 @@ cross, and addresses inside migration bodies are replaced by our own.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from mcmig.mc.body import BodyError
 from mcmig.mc.causes import Cause, failure_response
 from mcmig.node.runtime import SipNode
@@ -27,9 +29,14 @@ from mcmig.sip.uri import SipUri
 
 
 class McGateway:
+    # What a leg needs to map its answer back lives in the awaiting coroutine, for
+    # at most the leg's timeout; this caps how many may wait at once.
+    MAX_IN_FLIGHT = 10000
+
     def __init__(
         self, internal: SipNode, external: SipNode, system: SystemProfile, profile: GatewayProfile
     ) -> None:
+        self.in_flight = 0
         self.internal = internal
         self.external = external
         self.system = system
@@ -67,7 +74,7 @@ class McGateway:
         except BodyError as exc:
             return self.fail(self.internal, request, Cause.BAD_REQUEST, exc.reason)
         onward = crossing_request(request, body, self.system.domain, next_max_forwards(request))
-        return await forward(
+        return await self._relay(
             self.external,
             request,
             onward,
@@ -76,6 +83,30 @@ class McGateway:
             self.agent,
             relay=entering_response,
         )
+
+    async def _relay(
+        self,
+        node: SipNode,
+        request: Request,
+        onward: Request,
+        destination: TransportAddress,
+        timeout: float,
+        agent: str,
+        relay: Callable[[Request, Response, str], Response],
+    ) -> Response:
+        if self.in_flight >= self.MAX_IN_FLIGHT:
+            return failure_response(
+                request,
+                Cause.OVERLOADED,
+                "too many requests in progress",
+                agent,
+                [("Retry-After", "5")],
+            )
+        self.in_flight += 1
+        try:
+            return await forward(node, request, onward, destination, timeout, agent, relay=relay)
+        finally:
+            self.in_flight -= 1
 
     async def options(self, request: Request, source: TransportAddress) -> Response:
         """Health checks, for peers only: others learn nothing, not even the Allow list."""
@@ -118,7 +149,7 @@ class McGateway:
         onward = crossing_request(
             request, request.body, uri.host.lower(), next_max_forwards(request)
         )
-        return await forward(
+        return await self._relay(
             self.internal,
             request,
             onward,

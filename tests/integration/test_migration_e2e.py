@@ -350,3 +350,19 @@ def test_nothing_internal_crosses_between_gateways(tmp_path: Path) -> None:
                 assert call_id.encode() not in wire
     finally:
         lab.close()
+
+
+def test_gateway_sheds_load_with_503_overloaded_when_its_leg_table_is_full(tmp_path: Path) -> None:
+    lab = Lab("sip_profiles/demo.yaml", tmp_path)
+    lab.start()
+    try:
+        assert lab.running is not None
+        lab.running.gateways["partner-gw"].MAX_IN_FLIGHT = 0  # type: ignore[misc]
+        outcome = lab.migrate(ALICE)
+        assert (outcome.status, outcome.cause) == (503, "overloaded")
+        assert lab.trace.originator(503) == "partner-gw"
+        lab.running.gateways["partner-gw"].MAX_IN_FLIGHT = 10  # type: ignore[misc]
+        assert lab.migrate(ALICE).status == 200
+        assert lab.running.gateways["partner-gw"].in_flight == 0
+    finally:
+        lab.close()
