@@ -5,19 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mcmig.mc.registry import SqliteMigrationStore
-from mcmig.mc.tokens import IdmsKey, TokenVerifier, load_key_file
+from mcmig.mc.registry import SqliteMigrationStore, SqliteVisitorStore
+from mcmig.mc.tokens import TokenVerifier
 from mcmig.node.runtime import SipNode
 from mcmig.nodes.gateway import McGateway
 from mcmig.nodes.server import McServer
-from mcmig.profiles.model import Deployment, SystemProfile
+from mcmig.nodes.ue import UserEquipment
+from mcmig.profiles.keys import idms_key
+from mcmig.profiles.model import Deployment
 from mcmig.sip.timers import TimerConfig
 from mcmig.transport.tls import client_context, server_context
-
-
-def idms_key(system: SystemProfile) -> IdmsKey:
-    public, private = load_key_file(system.idms.key_file)
-    return IdmsKey(system.idms.issuer, system.idms.kid, public, private)
 
 
 def registry_path(state_dir: Path, node_name: str) -> Path:
@@ -29,6 +26,7 @@ class RunningDeployment:
     deployment: Deployment
     servers: dict[str, McServer] = field(default_factory=dict)
     gateways: dict[str, McGateway] = field(default_factory=dict)
+    clients: dict[str, UserEquipment] = field(default_factory=dict)
     nodes: list[SipNode] = field(default_factory=list)
 
     async def stop(self) -> None:
@@ -36,6 +34,7 @@ class RunningDeployment:
             await node.stop()
         for server in self.servers.values():
             server.store.close()
+            server.visitors.close()
 
 
 async def start_deployment(
@@ -53,8 +52,11 @@ async def start_deployment(
                 if only is not None and server.name not in only:
                     continue
                 node = SipNode(server.name, server.listen.host, server.listen.port, timers=timers)
-                store = SqliteMigrationStore(registry_path(state_dir, server.name))
-                running.servers[server.name] = McServer(node, system, server, store, verifier)
+                path = registry_path(state_dir, server.name)
+                store, visitors = SqliteMigrationStore(path), SqliteVisitorStore(path)
+                running.servers[server.name] = McServer(
+                    node, system, server, store, verifier, visitors
+                )
                 await node.start()
                 running.nodes.append(node)
             gw = system.gateway
@@ -74,6 +76,17 @@ async def start_deployment(
                     await external.enable_tls(
                         gw.tls.port, server_context(gw.tls), client_context(gw.tls), names
                     )
+        for profile in deployment.clients:
+            if only is not None and profile.name not in only:
+                continue
+            node = SipNode(profile.name, profile.listen.host, profile.listen.port, timers=timers)
+            running.clients[profile.name] = UserEquipment(node, profile.user, deployment)
+            await node.start()
+            running.nodes.append(node)
+        for name, ue in running.clients.items():
+            target = next(c.migrate_to for c in deployment.clients if c.name == name)
+            if target is not None:
+                await ue.migrate(target)
     except BaseException:
         await running.stop()
         raise

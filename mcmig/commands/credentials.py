@@ -7,9 +7,9 @@ import os
 from pathlib import Path
 
 from mcmig.commands.common import UsageError, load
-from mcmig.deployment import idms_key
 from mcmig.mc.body import BodyError, service_id_uri
 from mcmig.mc.tokens import generate_private_key, issue_token, private_key_pem, public_key_pem
+from mcmig.profiles.keys import idms_key
 
 
 def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -6,12 +6,12 @@ import argparse
 import asyncio
 
 from mcmig.commands.common import EXIT_OK, EXIT_SIP_FAILURE, UsageError, load
-from mcmig.deployment import idms_key
 from mcmig.mc.body import BodyError, service_id_uri
 from mcmig.mc.tokens import issue_token
 from mcmig.node.runtime import SipNode
 from mcmig.nodes.client import McClient, MigrationOutcome
 from mcmig.profiles import Deployment
+from mcmig.profiles.keys import idms_key
 from mcmig.transport.base import split_hostport
 
 

@@ -27,7 +27,9 @@ _REQUEST_FIELDS = (
     "partner-address",
     "temporary-id",
 )
-_RELEASE_FIELDS = ("mc-service-id", "partner-system")
+# temporary-id in a release is our extension of PROFILE 3: it names the
+# migration being ended, so a late release never ends a newer one.
+_RELEASE_FIELDS = ("mc-service-id", "partner-system", "temporary-id")
 _CAUSE_RE = re.compile(r"[a-z][a-z0-9-]{0,63}\Z")
 
 
@@ -53,6 +55,7 @@ class MigrationRequest:
 class MigrationRelease:
     mc_service_id: str
     partner_system: str | None = None
+    temporary_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,8 +106,14 @@ def decode(body: bytes) -> MigrationBody:
         return request
     if child.tag == _NS + "release":
         fields = _fields(child, _RELEASE_FIELDS)
-        release = MigrationRelease(_required(fields, "mc-service-id"), fields.get("partner-system"))
+        release = MigrationRelease(
+            _required(fields, "mc-service-id"),
+            fields.get("partner-system"),
+            fields.get("temporary-id"),
+        )
         service_id_uri(release.mc_service_id)
+        if release.temporary_id is not None:
+            service_id_uri(release.temporary_id, "temporary-id")
         if release.partner_system is not None and not is_host(release.partner_system):
             raise BodyError("partner-system is not a domain")
         return release
@@ -164,3 +173,10 @@ def encode(body: MigrationBody) -> bytes:
             if value is not None:
                 SubElement(element, field_name).text = value
     return b'<?xml version="1.0" encoding="UTF-8"?>\n' + tostring(root, encoding="unicode").encode()
+
+
+def is_migration_request(message: object) -> bool:
+    """A SIP message carrying a migration <request> (cheap check, no full decode)."""
+    content_type = getattr(message, "content_type", None)
+    body = getattr(message, "body", b"")
+    return content_type == CONTENT_TYPE and b"<request>" in body

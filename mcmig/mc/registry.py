@@ -40,7 +40,12 @@ class MigrationStore(Protocol):
         """Store ``record``; return (what is stored now, the record it replaced)."""
         ...
 
-    def delete_if_partner(self, mc_service_id: str, partner_system: str) -> bool: ...
+    def delete_if_partner(
+        self, mc_service_id: str, partner_system: str, temporary_id: str | None = None
+    ) -> MigrationRecord | None:
+        """Delete the record if it names ``partner_system`` (and ``temporary_id``
+        when given); return what was deleted."""
+        ...
 
     def all(self) -> list[MigrationRecord]: ...
 
@@ -99,12 +104,25 @@ class SqliteMigrationStore:
             raise
         return record, previous
 
-    def delete_if_partner(self, mc_service_id: str, partner_system: str) -> bool:
-        cursor = self._db.execute(
-            "DELETE FROM migrations WHERE mc_service_id = ? AND partner_system = ?",
-            (mc_service_id, partner_system),
-        )
-        return cursor.rowcount > 0
+    def delete_if_partner(
+        self, mc_service_id: str, partner_system: str, temporary_id: str | None = None
+    ) -> MigrationRecord | None:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            record = self.get(mc_service_id)
+            matches = (
+                record is not None
+                and record.partner_system == partner_system
+                and (temporary_id is None or record.temporary_id == temporary_id)
+            )
+            if matches:
+                db.execute("DELETE FROM migrations WHERE mc_service_id = ?", (mc_service_id,))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return record if matches else None
 
     def all(self) -> list[MigrationRecord]:
         rows = self._db.execute(
@@ -112,6 +130,81 @@ class SqliteMigrationStore:
             "FROM migrations ORDER BY mc_service_id"
         ).fetchall()
         return [MigrationRecord(*row) for row in rows]
+
+    def close(self) -> None:
+        self._db.close()
+
+
+@dataclass(frozen=True)
+class VisitorBinding:
+    """A partner's record of a visitor: the temporary identity it gave, and where
+    the visitor's client takes requests (its Contact)."""
+
+    temporary_id: str
+    mc_service_id: str
+    contact: str | None
+    since: float
+
+
+_VISITORS = """
+CREATE TABLE IF NOT EXISTS visitors (
+    temporary_id  TEXT PRIMARY KEY,
+    mc_service_id TEXT NOT NULL,
+    contact       TEXT,
+    since         REAL NOT NULL
+)
+"""
+
+
+class SqliteVisitorStore:
+    """The partner side's bindings, durable like the migration records (same file)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(_VISITORS)
+
+    def bind(self, binding: VisitorBinding) -> None:
+        """One binding per visitor: a new one replaces any older of the same user."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("DELETE FROM visitors WHERE mc_service_id = ?", (binding.mc_service_id,))
+            db.execute(
+                "INSERT OR REPLACE INTO visitors VALUES (?, ?, ?, ?)",
+                (binding.temporary_id, binding.mc_service_id, binding.contact, binding.since),
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def by_temporary_id(self, temporary_id: str) -> VisitorBinding | None:
+        row = self._db.execute(
+            "SELECT * FROM visitors WHERE temporary_id = ?", (temporary_id,)
+        ).fetchone()
+        return None if row is None else VisitorBinding(*row)
+
+    def by_user(self, mc_service_id: str) -> VisitorBinding | None:
+        row = self._db.execute(
+            "SELECT * FROM visitors WHERE mc_service_id = ?", (mc_service_id,)
+        ).fetchone()
+        return None if row is None else VisitorBinding(*row)
+
+    def unbind(self, mc_service_id: str, temporary_id: str | None = None) -> VisitorBinding | None:
+        binding = self.by_user(mc_service_id)
+        if binding is None or (temporary_id is not None and binding.temporary_id != temporary_id):
+            return None
+        self._db.execute("DELETE FROM visitors WHERE temporary_id = ?", (binding.temporary_id,))
+        return binding
+
+    def all(self) -> list[VisitorBinding]:
+        return [
+            VisitorBinding(*r)
+            for r in self._db.execute("SELECT * FROM visitors ORDER BY mc_service_id")
+        ]
 
     def close(self) -> None:
         self._db.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from mcmig.mc.body import BodyError
+from mcmig.mc.body import BodyError, is_migration_request
 from mcmig.mc.causes import Cause, failure_response
 from mcmig.node.runtime import SipNode
 from mcmig.nodes.b2bua import forward, next_max_forwards, too_many_hops
@@ -141,7 +141,12 @@ class McGateway:
         if hops is not None:
             return hops
         uri = request.uri
-        if uri.host.lower() != self.system.domain or not self.system.users.is_user(uri.user or ""):
+        if uri.host.lower() != self.system.domain:
+            return self.fail(
+                self.external, request, Cause.UNKNOWN_USER, f"{uri.aor} is not of this system"
+            )
+        if is_migration_request(request) and not self.system.users.is_user(uri.user or ""):
+            # PROFILE step 5: the primary gateway maps MC service IDs to their server.
             return self.fail(
                 self.external, request, Cause.UNKNOWN_USER, f"{uri.aor} is not a user here"
             )

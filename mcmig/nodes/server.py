@@ -1,15 +1,33 @@
-"""The MC service server: partner role for visitors (PROFILE 2.2), primary for its users (2.4)."""
+"""The MC service server: partner role for visitors (PROFILE 2.2), primary for its users (2.4),
+the migration lifecycle (section 3) and traffic to users (section 4)."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+import time
 
-from mcmig.mc.body import CONTENT_TYPE, BodyError, MigrationRequest, decode, encode, system_domain
+from mcmig.mc.body import (
+    CONTENT_TYPE,
+    BodyError,
+    MigrationRelease,
+    MigrationRequest,
+    decode,
+    encode,
+    system_domain,
+)
 from mcmig.mc.causes import Cause, failure_response, unsupported_media_type
-from mcmig.mc.registry import MigrationStore, new_record
+from mcmig.mc.registry import (
+    MigrationRecord,
+    MigrationStore,
+    SqliteVisitorStore,
+    VisitorBinding,
+    new_record,
+)
 from mcmig.mc.tokens import TokenError, TokenVerifier
-from mcmig.node.runtime import SipNode
+from mcmig.node.runtime import SipNode, SipTimeoutError, SipTransportError
 from mcmig.nodes.b2bua import forward, next_max_forwards, too_many_hops
+from mcmig.nodes.routing import Forward, Redirect, UserLocator
 from mcmig.profiles.model import ServerProfile, SystemProfile
 from mcmig.sip.message import Request, Response
 from mcmig.sip.peer import TransportAddress
@@ -26,16 +44,17 @@ class McServer:
         profile: ServerProfile,
         store: MigrationStore,
         verifier: TokenVerifier,
+        visitors: SqliteVisitorStore,
     ) -> None:
         self.node = node
         self.system = system
         self.profile = profile
         self.store = store
         self.verifier = verifier
+        self.visitors = visitors
+        self.locator = UserLocator(system, store, visitors)
         self.psi = parse_sip_uri(system.migration_psi)
-        # Visitors' bindings: temporary identity -> (MC service ID, contact).
-        # Kept in memory for now; calls to visitors need them (see issue on calls).
-        self.visitors: dict[str, tuple[str, str | None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         node.handlers["MESSAGE"] = self.on_message
 
     @property
@@ -47,23 +66,37 @@ class McServer:
         return failure_response(request, cause, text, self.agent)
 
     async def on_message(self, request: Request, source: TransportAddress) -> Response:
+        if not isinstance(request.uri, SipUri):
+            return make_response(request, 416)
         if request.content_type != CONTENT_TYPE:
-            return unsupported_media_type(request)
+            if request.uri.aor == self.psi.aor:
+                return unsupported_media_type(request)  # the PSI takes migration bodies only
+            return await self.deliver(request)
         try:
             body = decode(request.body)
         except BodyError as exc:
-            return (
-                failure_response(request, Cause.BAD_REQUEST, exc.reason, self.agent)
-                if exc.status == 400
-                else make_response(request, exc.status)
-            )
-        if not isinstance(body, MigrationRequest) or not isinstance(request.uri, SipUri):
-            return self.fail(request, Cause.BAD_REQUEST, "expected a migration request")
-        if request.uri.aor == self.psi.aor:
-            return await self.partner_role(request, body)
-        if request.uri.host.lower() == self.system.domain:
-            return self.primary_role(request, body)
-        return self.fail(request, Cause.BAD_REQUEST, "not addressed to this system")
+            if exc.status != 400:
+                return make_response(request, exc.status)
+            return failure_response(request, Cause.BAD_REQUEST, exc.reason, self.agent)
+        to_psi = request.uri.aor == self.psi.aor
+        own_user = request.uri.host.lower() == self.system.domain and self.system.users.is_user(
+            request.uri.user or ""
+        )
+        if isinstance(body, MigrationRequest):
+            if to_psi and system_domain(body.mc_service_id) == self.system.domain:
+                return self.home_role(request, body)
+            if to_psi:
+                return await self.partner_role(request, body)
+            if request.uri.host.lower() == self.system.domain:
+                return self.primary_role(request, body)
+        elif isinstance(body, MigrationRelease):
+            if to_psi:
+                return await self.visitor_leaves(request, body)
+            if own_user:
+                return self.primary_release(request, body)
+            if request.uri.host.lower() == self.system.domain:
+                return self.partner_release(request, body)
+        return self.fail(request, Cause.BAD_REQUEST, "not a migration request this server takes")
 
     # -- partner role: PROFILE 2.2, steps 1 to 3 and 10 to 11 -----------------------------
     async def partner_role(self, request: Request, body: MigrationRequest) -> Response:
@@ -83,49 +116,83 @@ class McServer:
             return self.fail(
                 request, Cause.USER_NOT_PERMITTED_BY_PARTNER, f"{user} is not accepted"
             )
-        temporary_id = claims.get("temporary_id") or self.allocate_temporary_id()
-        destination = self.route_to(primary)
+        previous = self.visitors.by_user(user)
+        temporary_id = str(
+            claims.get("temporary_id")
+            or (previous.temporary_id if previous else self.allocate_temporary_id())
+        )
+        destination = self.locator.next_hop(primary)
         if destination is None:
             return self.fail(request, Cause.UNKNOWN_MC_SYSTEM, f"no route to {primary}")
         hops = too_many_hops(request)
         if hops is not None:
             return hops
-        onward = make_request(
-            "MESSAGE",
-            parse_sip_uri(user),
-            from_uri=self.system.migration_psi,
-            to_uri=user,
-            body=encode(
-                MigrationRequest(
-                    mc_service_id=user,
-                    partner_system=self.system.domain,
-                    partner_address=self.profile.listen.uri,
-                    temporary_id=str(temporary_id),
-                )
+        onward = self._to_primary(
+            request,
+            MigrationRequest(
+                mc_service_id=user,
+                partner_system=self.system.domain,
+                partner_address=self.profile.listen.uri,
+                temporary_id=temporary_id,
             ),
-            content_type=CONTENT_TYPE,
-            max_forwards=next_max_forwards(request),
         )
         response = await forward(
             self.node, request, onward, destination, self.system.timeouts.server, self.agent
         )
         if response.status == 200:
-            contact = request.contacts[0].uri if request.contacts else None
-            self.visitors[str(temporary_id)] = (user, None if contact is None else str(contact))
+            contact = (
+                str(request.contacts[0].uri) if request.contacts else self._source_contact(request)
+            )
+            self.visitors.bind(VisitorBinding(temporary_id, user, contact, time.time()))
             self.node.log.info("%s authorized as %s", user, temporary_id)
         return response
+
+    def _source_contact(self, request: Request) -> str:
+        via = request.top_via
+        host = via.received or via.host
+        return f"sip:{host}:{via.rport or via.port or 5060}"
+
+    def _to_primary(self, request: Request, body: MigrationRequest | MigrationRelease) -> Request:
+        user = body.mc_service_id
+        return make_request(
+            "MESSAGE",
+            parse_sip_uri(user),
+            from_uri=self.system.migration_psi,
+            to_uri=user,
+            body=encode(body),
+            content_type=CONTENT_TYPE,
+            max_forwards=next_max_forwards(request),
+        )
 
     def allocate_temporary_id(self) -> str:
         return f"sip:t-{secrets.token_hex(4)}@{self.system.domain}"
 
-    def route_to(self, domain: str) -> TransportAddress | None:
-        """The next hop toward another MC system: our gateway, or the peer itself."""
-        if self.system.gateway is not None:
-            return self.system.gateway.internal.address()
-        peer = self.system.peer(domain)
-        return None if peer is None else peer.address.address()
+    async def visitor_leaves(self, request: Request, body: MigrationRelease) -> Response:
+        """PROFILE 3: the client ends its stay; we drop it and tell its primary."""
+        binding = self.visitors.unbind(body.mc_service_id)
+        if binding is None:
+            return make_response(request, 200)  # already gone: same answer
+        self.node.log.info("%s left (was %s)", body.mc_service_id, binding.temporary_id)
+        primary = system_domain(body.mc_service_id)
+        destination = self.locator.next_hop(primary)
+        if destination is None:
+            return self.fail(request, Cause.UNKNOWN_MC_SYSTEM, f"no route to {primary}")
+        onward = self._to_primary(
+            request, MigrationRelease(body.mc_service_id, self.system.domain, binding.temporary_id)
+        )
+        return await forward(
+            self.node, request, onward, destination, self.system.timeouts.server, self.agent
+        )
 
-    # -- primary role: PROFILE 2.4, steps 6 to 8 -------------------------------------------
+    def partner_release(self, request: Request, body: MigrationRelease) -> Response:
+        """The primary ended a stay here (the user moved on or went home)."""
+        assert isinstance(request.uri, SipUri)
+        binding = self.visitors.unbind(body.mc_service_id, request.uri.aor)
+        if binding is not None:
+            self.node.log.info("released %s (%s)", binding.mc_service_id, binding.temporary_id)
+        return make_response(request, 200)
+
+    # -- primary role: PROFILE 2.4, steps 6 to 8, and section 3 -------------------------------
     def primary_role(self, request: Request, body: MigrationRequest) -> Response:
         user = body.mc_service_id
         if body.partner_system is None or body.partner_address is None:
@@ -144,10 +211,114 @@ class McServer:
         stored, previous = self.store.put(
             new_record(user, body.partner_system, body.partner_address, body.temporary_id)
         )
-        if previous is not None and previous.partner_system != stored.partner_system:
-            # PROFILE 2.4 step 4: the earlier partner is told with a release (calls issue).
+        self.visitors.unbind(user)  # no longer at home
+        if previous is not None and not previous.same_migration(stored):
             self.node.log.info(
                 "%s moved from %s to %s", user, previous.partner_system, stored.partner_system
             )
+            self.release_later(previous)
         self.node.log.info("%s migrated to %s (%s)", user, body.partner_system, body.temporary_id)
         return make_response(request, 200)
+
+    def primary_release(self, request: Request, body: MigrationRelease) -> Response:
+        if body.partner_system is None:
+            return self.fail(request, Cause.BAD_REQUEST, "missing partner-system")
+        deleted = self.store.delete_if_partner(
+            body.mc_service_id, body.partner_system, body.temporary_id
+        )
+        if deleted is not None:
+            self.node.log.info("%s released by %s", body.mc_service_id, body.partner_system)
+        return make_response(request, 200)  # a stale release changes nothing and says so by 200
+
+    def home_role(self, request: Request, body: MigrationRequest) -> Response:
+        """Service authorization at home: the record is cleared and the partner released."""
+        user = body.mc_service_id
+        if body.access_token is None:
+            return self.fail(request, Cause.BAD_REQUEST, "missing access-token")
+        try:
+            self.verifier.verify(body.access_token, user)
+        except TokenError as exc:
+            return self.fail(request, Cause.INVALID_CREDENTIALS, f"access token refused ({exc})")
+        uri = parse_sip_uri(user)
+        if not self.system.users.is_user(uri.user or ""):
+            return self.fail(request, Cause.UNKNOWN_USER, f"{user} is not a user here")
+        previous = self.store.get(user)
+        if previous is not None:
+            self.store.delete_if_partner(user, previous.partner_system, previous.temporary_id)
+            self.release_later(previous)
+        contact = (
+            str(request.contacts[0].uri) if request.contacts else self._source_contact(request)
+        )
+        self.visitors.bind(VisitorBinding(user, user, contact, time.time()))
+        self.node.log.info("%s is home", user)
+        return make_response(request, 200)
+
+    def release_later(self, record: MigrationRecord) -> None:
+        task = asyncio.get_running_loop().create_task(self._release(record))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _release(self, record: MigrationRecord) -> None:
+        target = parse_sip_uri(record.temporary_id or f"sip:migration@{record.partner_system}")
+        hop = self.locator.next_hop(record.partner_system, record.partner_address)
+        if hop is None:
+            self.node.log.warning(
+                "cannot release %s at %s: no route", record.mc_service_id, record.partner_system
+            )
+            return
+        release = make_request(
+            "MESSAGE",
+            target,
+            from_uri=self.system.migration_psi,
+            to_uri=str(target),
+            body=encode(
+                MigrationRelease(record.mc_service_id, record.partner_system, record.temporary_id)
+            ),
+            content_type=CONTENT_TYPE,
+        )
+        try:
+            response = await self.node.send_request(
+                release, hop, timeout=self.system.timeouts.server
+            )
+        except (SipTimeoutError, SipTransportError) as exc:
+            self.node.log.warning(
+                "release of %s at %s failed: %s", record.mc_service_id, record.partner_system, exc
+            )
+            return
+        self.node.log.info(
+            "released %s at %s: %d", record.mc_service_id, record.partner_system, response.status
+        )
+
+    # -- traffic to users: PROFILE section 4 -------------------------------------------------
+    async def deliver(self, request: Request) -> Response:
+        """Data (a MESSAGE of any other content type) for a user: on, redirected or refused."""
+        assert isinstance(request.uri, SipUri)
+        decision = self.locator.locate(request.uri)
+        if isinstance(decision, Redirect):
+            return make_response(request, 302, headers=[("Contact", f"<{decision.contact}>")])
+        if not isinstance(decision, Forward):
+            return make_response(
+                request,
+                decision.status,
+                headers=[("Warning", f'399 {self.agent} "{decision.reason}"')],
+            )
+        hops = too_many_hops(request)
+        if hops is not None:
+            return hops
+        onward = make_request(
+            request.method,
+            decision.target,
+            from_uri=str(request.from_.uri),
+            to_uri=str(request.to.uri),
+            body=request.body,
+            content_type=request.get("Content-Type") if request.body else None,
+            max_forwards=next_max_forwards(request),
+        )
+        return await forward(
+            self.node,
+            request,
+            onward,
+            decision.destination,
+            self.system.timeouts.server,
+            self.agent,
+        )

@@ -10,6 +10,7 @@ import yaml
 
 from mcmig.mc.policy import PrimaryPolicy, UserRange, UserRule, UserSelector, VisitorPolicy
 from mcmig.profiles.model import (
+    ClientProfile,
     Deployment,
     GatewayProfile,
     HostPort,
@@ -110,17 +111,32 @@ def load_deployment(path: Path | str) -> Deployment:
     except yaml.YAMLError as exc:
         raise ProfileError(f"{path}: not valid YAML: {exc}") from None
     top = _Node(data, "", path)
-    top.only("deployment", "systems")
+    top.only("deployment", "systems", "clients")
     systems = tuple(_system(node, path.parent) for node in top.items("systems"))
     if not systems:
         top.fail("no systems", "systems")
-    deployment = Deployment(top.get("deployment", str), path, systems)
+    clients = tuple(_client(node, {s.domain for s in systems}) for node in top.items("clients", []))
+    deployment = Deployment(top.get("deployment", str), path, systems, clients)
     _check_unique(top, deployment)
     return deployment
 
 
+def _client(node: _Node, domains: set[str]) -> ClientProfile:
+    node.only("name", "user", "listen", "migrate_to")
+    user = node.get("user", str)
+    if not _sip_uri(user) or "@" not in user:
+        node.fail(f"{user!r} is not an MC service ID", "user")
+    target = node.data.get("migrate_to")
+    if target is not None and (not isinstance(target, str) or target.lower() not in domains):
+        node.fail(f"{target!r} is not a system of this deployment", "migrate_to")
+    return ClientProfile(
+        node.get("name", str), user, node.hostport("listen"), target and target.lower()
+    )
+
+
 def _system(node: _Node, base: Path) -> SystemProfile:
     node.only(
+        "calls",
         "domain",
         "migration_psi",
         "idms",
@@ -181,7 +197,15 @@ def _system(node: _Node, base: Path) -> SystemProfile:
                 "need server > gateway_outbound > gateway_inbound > 0, "
                 "so that each 504 arrives upstream in time"
             )
+    call_mode = "forward"
+    if "calls" in node.data:
+        c = node.child("calls")
+        c.only("mode")
+        call_mode = c.get("mode", str, "forward")
+        if call_mode not in ("forward", "redirect"):
+            c.fail("must be forward or redirect", "mode")
     return SystemProfile(
+        call_mode=call_mode,
         domain=domain,
         migration_psi=psi,
         idms=IdmsProfile(idms.get("issuer", str), idms.get("kid", str), key_file),
@@ -257,7 +281,7 @@ def _check_unique(top: _Node, deployment: Deployment) -> None:
     domains = [s.domain for s in deployment.systems]
     if len(set(domains)) != len(domains):
         top.fail("a system domain is used twice", "systems")
-    seen: dict[HostPort, str] = {}
+    seen: dict[HostPort, str] = {c.listen: c.name for c in deployment.clients}
     for system in deployment.systems:
         addresses = [(s.name, s.listen) for s in system.servers]
         if system.gateway is not None:

@@ -88,6 +88,9 @@ class SystemProfile:
     users: PrimaryPolicy
     visitors: VisitorPolicy
     timeouts: Timeouts = field(default_factory=Timeouts)
+    # How calls and data reach a migrated user (PROFILE 4): "forward" to the
+    # temporary identity, or "redirect" with 302.
+    call_mode: str = "forward"
 
     def peer(self, domain: str) -> Peer | None:
         return next((p for p in self.peers if p.domain == domain.lower()), None)
@@ -99,16 +102,27 @@ class SystemProfile:
 
 
 @dataclass(frozen=True)
+class ClientProfile:
+    """A user's MC service client run as part of the deployment (by mcmig up)."""
+
+    name: str
+    user: str  # MC service ID
+    listen: HostPort
+    migrate_to: str | None = None  # partner system to migrate to once started
+
+
+@dataclass(frozen=True)
 class Deployment:
     name: str
     path: Path
     systems: tuple[SystemProfile, ...]
+    clients: tuple[ClientProfile, ...] = ()
 
     def system(self, domain: str) -> SystemProfile | None:
         return next((s for s in self.systems if s.domain == domain.lower()), None)
 
     def node_names(self) -> list[str]:
-        names: list[str] = []
+        names: list[str] = [c.name for c in self.clients]
         for system in self.systems:
             names += [s.name for s in system.servers]
             if system.gateway is not None:

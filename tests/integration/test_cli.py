@@ -182,3 +182,89 @@ def test_demo_runs_and_every_case_matches_the_profile() -> None:
         assert line in result.stdout
     assert "(11) 200 OK" in result.stdout and "(4) MESSAGE" in result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_client_send_release(tmp_path: Path) -> None:
+    up = Mcmig("up", "sip_profiles/demo3.yaml", "--state-dir", str(tmp_path))
+    try:
+        sent = mcmig(
+            "send",
+            "--profile",
+            "sip_profiles/demo3.yaml",
+            "--from",
+            "sip:bob@primary.example",
+            "--to",
+            "sip:alice@primary.example",
+            "--text",
+            "hello",
+            "--listen",
+            "127.0.1.50:0",
+        )
+        assert (sent.returncode, sent.stdout.strip()) == (0, "200 OK"), sent.stderr
+        client = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "mcmig.cli",
+                "client",
+                "--profile",
+                "sip_profiles/demo3.yaml",
+                "--user",
+                "sip:erin@primary.example",
+                "--listen",
+                "127.0.2.101:0",
+                "--migrate-to",
+                "partner2.example",
+            ],
+            input="bogus\nquit\n",
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=60,
+        )
+        assert (
+            "migrate to partner2.example: 200 OK" in client.stdout and "commands:" in client.stdout
+        )
+        released = mcmig(
+            "release",
+            "--profile",
+            "sip_profiles/demo3.yaml",
+            "--user",
+            "sip:alice@primary.example",
+            "--partner",
+            "partner.example",
+            "--listen",
+            "127.0.2.102:0",
+        )
+        assert released.returncode == 0, released.stdout + released.stderr
+        unreachable = mcmig(
+            "send",
+            "--profile",
+            "sip_profiles/demo3.yaml",
+            "--from",
+            "sip:bob@primary.example",
+            "--to",
+            "sip:alice@primary.example",
+            "--text",
+            "hello?",
+            "--listen",
+            "127.0.1.50:0",
+        )
+        assert unreachable.returncode == 1 and unreachable.stdout.startswith("480")
+        shown = json.loads(
+            mcmig(
+                "registry",
+                "show",
+                "--profile",
+                "sip_profiles/demo3.yaml",
+                "--node",
+                "primary-server",
+                "--state-dir",
+                str(tmp_path),
+                "--json",
+            ).stdout
+        )
+        assert [r["mc_service_id"] for r in shown] == ["sip:erin@primary.example"]
+    finally:
+        assert up.stop() == 0
+    assert "Traceback" not in up.stderr

@@ -50,7 +50,7 @@ def test_alice_is_accepted_and_recorded(lab: Lab) -> None:
 def test_temporary_identity_from_the_token_is_used(lab: Lab) -> None:
     system = lab.deployment.system("partner.example")
     assert system is not None
-    from mcmig.deployment import idms_key
+    from mcmig.profiles.keys import idms_key
 
     token = issue_token(
         idms_key(system), "partner.example", ALICE, temporary_id="sip:t-fixed@partner.example"
@@ -62,7 +62,7 @@ def test_temporary_identity_from_the_token_is_used(lab: Lab) -> None:
 def test_repeat_is_idempotent(lab: Lab) -> None:
     system = lab.deployment.system("partner.example")
     assert system is not None
-    from mcmig.deployment import idms_key
+    from mcmig.profiles.keys import idms_key
 
     token = issue_token(
         idms_key(system), "partner.example", ALICE, temporary_id="sip:t-same@partner.example"
@@ -144,7 +144,7 @@ def test_refusals_carry_status_cause_warning_and_come_from_the_right_node(
     if token == "forged":
         token = _forged(lab, user)
     elif token == "expired":
-        from mcmig.deployment import idms_key
+        from mcmig.profiles.keys import idms_key
 
         system = lab.deployment.system("partner.example")
         assert system is not None

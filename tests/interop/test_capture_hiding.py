@@ -64,6 +64,31 @@ def test_no_inner_byte_on_the_external_link(tmp_path: Path) -> None:
                     crossed += 1
                 elif isinstance(entry.message, Request):
                     inner_call_ids.add(entry.message.call_id)
+        # Data to migrated users crosses the other way (PROFILE 4): primary -> partner.
+        from mcmig.nodes.ue import send_data
+
+        for n in range(20):
+            lab.trace.clear()
+            response = lab.run(
+                send_data(
+                    lab.client,
+                    lab.deployment,
+                    "sip:bob@primary.example",
+                    f"sip:u{n:06d}@primary.example",
+                    b"status update",
+                    "text/plain",
+                )
+            )
+            assert (
+                response.status == 405
+            )  # delivered to the test's client node, which takes no data
+            for entry in lab.trace.entries:
+                if entry.source.host.startswith("127.0.9.") and entry.destination.host.startswith(
+                    "127.0.9."
+                ):
+                    crossed += 1
+                elif isinstance(entry.message, Request):
+                    inner_call_ids.add(entry.message.call_id)
         data = capture.stop()
     finally:
         lab.close()

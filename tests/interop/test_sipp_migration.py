@@ -8,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mcmig.deployment import idms_key
 from mcmig.mc.tokens import issue_token
 from mcmig.profiles import load_deployment
+from mcmig.profiles.keys import idms_key
 from tests.support.tools import ROOT, Mcmig, free_port, run_sipp
 
 

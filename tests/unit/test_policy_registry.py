@@ -83,6 +83,14 @@ def test_registry_is_durable_idempotent_and_one_record_per_user(tmp_path: Path) 
     store.close()
     reopened = SqliteMigrationStore(path)
     assert reopened.all() == [moved]
-    assert reopened.delete_if_partner("sip:alice@p.example", "partner2.example")
+    assert (
+        reopened.delete_if_partner("sip:alice@p.example", "partner2.example", "sip:t-9@x") is None
+    )
+    assert (
+        reopened.delete_if_partner(
+            "sip:alice@p.example", "partner2.example", "sip:t-2@partner2.example"
+        )
+        == moved
+    )
     assert reopened.get("sip:alice@p.example") is None
     reopened.close()

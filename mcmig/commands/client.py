@@ -1,0 +1,157 @@
+"""``mcmig client``, ``mcmig send`` and ``mcmig release``: a user's side of the lifecycle."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from mcmig.commands.common import EXIT_OK, EXIT_SIP_FAILURE, UsageError, load
+from mcmig.mc.body import BodyError, service_id_uri
+from mcmig.node.runtime import SipNode
+from mcmig.nodes.ue import UserEquipment, send_data
+from mcmig.transport.base import split_hostport
+
+HELP = "commands: migrate DOMAIN | home | release | send URI TEXT | quit"
+
+
+def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    client = sub.add_parser(
+        "client",
+        help="run a user's MC service client that migrates on command and stays reachable",
+        description="Run a user's MC service client. It answers data and calls, and reads "
+        f"commands on standard input: {HELP}.",
+    )
+    client.add_argument("--profile", required=True, metavar="FILE")
+    client.add_argument("--user", required=True, metavar="URI")
+    client.add_argument("--listen", default="127.0.0.1:0", metavar="HOST:PORT")
+    client.add_argument("--migrate-to", metavar="DOMAIN", help="migrate there once started")
+    client.set_defaults(func=run_client)
+
+    send = sub.add_parser(
+        "send",
+        help="send data (a MESSAGE) to an MC service ID",
+        description="Send data to an MC service ID through the target's home server, which "
+        "forwards it to a migrated user, redirects (302) or refuses (480). Exit 0 on 2xx.",
+    )
+    send.add_argument("--profile", required=True, metavar="FILE")
+    send.add_argument("--from", dest="sender", required=True, metavar="URI")
+    send.add_argument("--to", required=True, metavar="URI")
+    send.add_argument("--text", required=True)
+    send.add_argument("--content-type", default="text/plain")
+    send.add_argument("--listen", default="127.0.0.1:0", metavar="HOST:PORT")
+    send.set_defaults(func=run_send)
+
+    release = sub.add_parser(
+        "release",
+        help="end a user's migration at a partner",
+        description="Tell the partner server that the user leaves; it drops the temporary "
+        "identity and tells the primary, which deletes the record if it names that partner.",
+    )
+    release.add_argument("--profile", required=True, metavar="FILE")
+    release.add_argument("--user", required=True, metavar="URI")
+    release.add_argument("--partner", required=True, metavar="DOMAIN")
+    release.add_argument("--listen", default="127.0.0.1:0", metavar="HOST:PORT")
+    release.set_defaults(func=run_release)
+
+
+def _node(name: str, listen: str) -> SipNode:
+    try:
+        host, port = split_hostport(listen, default_port=0)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return SipNode(name, host, port)
+
+
+def _check_uri(text: str, what: str) -> None:
+    try:
+        service_id_uri(text, what)
+    except BodyError as exc:
+        raise UsageError(exc.reason) from None
+
+
+def run_send(args: argparse.Namespace) -> int:
+    deployment = load(args.profile)
+    _check_uri(args.sender, "--from")
+    _check_uri(args.to, "--to")
+
+    async def main() -> int:
+        node = _node("sender", args.listen)
+        await node.start()
+        try:
+            response = await send_data(
+                node, deployment, args.sender, args.to, args.text.encode(), args.content_type
+            )
+        finally:
+            await node.stop()
+        contact = f" Contact: {response.get('Contact')}" if response.status // 100 == 3 else ""
+        print(f"{response.status} {response.reason}{contact}")
+        return EXIT_OK if response.status // 100 == 2 else EXIT_SIP_FAILURE
+
+    return asyncio.run(main())
+
+
+def run_release(args: argparse.Namespace) -> int:
+    deployment = load(args.profile)
+    _check_uri(args.user, "--user")
+
+    async def main() -> int:
+        node = _node("client", args.listen)
+        await node.start()
+        try:
+            ue = UserEquipment(node, args.user, deployment)
+            ue.serving = args.partner.lower()
+            response = await ue.release()
+        finally:
+            await node.stop()
+        print(f"{response.status} {response.reason}")
+        return EXIT_OK if response.status == 200 else EXIT_SIP_FAILURE
+
+    return asyncio.run(main())
+
+
+def run_client(args: argparse.Namespace) -> int:
+    deployment = load(args.profile)
+    _check_uri(args.user, "--user")
+
+    async def main() -> None:
+        node = _node("client", args.listen)
+        await node.start()
+        ue = UserEquipment(node, args.user, deployment)
+        ue.listeners.append(lambda line: print(line, flush=True))
+        print(f"client {args.user} ready at {ue.contact}; {HELP}", flush=True)
+        try:
+            if args.migrate_to:
+                await ue.migrate(args.migrate_to)
+            loop = asyncio.get_running_loop()
+            while True:
+                line = await loop.run_in_executor(None, sys.stdin.readline)
+                if not line or line.strip() == "quit":
+                    break
+                await _command(ue, node, deployment, line.split(maxsplit=2))
+        finally:
+            await node.stop()
+
+    asyncio.run(main())
+    return EXIT_OK
+
+
+async def _command(ue: UserEquipment, node: SipNode, deployment: object, words: list[str]) -> None:
+    try:
+        if words[:1] == ["migrate"] and len(words) == 2:
+            await ue.migrate(words[1])
+        elif words == ["home"]:
+            await ue.migrate(ue.home_domain)
+        elif words == ["release"]:
+            await ue.release()
+        elif words[:1] == ["send"] and len(words) == 3:
+            response = await send_data(
+                node, ue.deployment, ue.user, words[1], words[2].encode(), "text/plain"
+            )
+            ue.tell(f"send: {response.status} {response.reason}")
+        elif words:
+            ue.tell(HELP)
+    except UsageError as exc:
+        ue.tell(f"error: {exc}")
+    except Exception as exc:  # a failed exchange must not end the client
+        ue.tell(f"error: {type(exc).__name__}: {exc}")

@@ -1,0 +1,109 @@
+"""A user's MC service client as a running UA: migrates on command, stays reachable.
+
+It answers data (MESSAGE of any content type) with 200 and keeps it in an
+inbox; calls are answered by mcmig.nodes.calls when that is attached.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from mcmig.commands.common import UsageError
+from mcmig.mc.body import CONTENT_TYPE, MigrationRelease, encode
+from mcmig.mc.tokens import issue_token
+from mcmig.node.runtime import SipNode
+from mcmig.nodes.client import McClient, MigrationOutcome
+from mcmig.profiles import Deployment
+from mcmig.profiles.keys import idms_key
+from mcmig.sip.message import Request, Response
+from mcmig.sip.peer import TransportAddress
+from mcmig.sip.requests import make_request
+from mcmig.sip.responses import make_response
+from mcmig.sip.uri import SipUri, parse_sip_uri
+
+
+class UserEquipment:
+    def __init__(self, node: SipNode, user: str, deployment: Deployment) -> None:
+        self.node = node
+        self.user = user
+        self.deployment = deployment
+        self.home_domain = parse_sip_uri(user).host.lower()
+        self.serving: str | None = None  # the system we are authorized in
+        self.inbox: list[Request] = []
+        self.listeners: list[Callable[[str], None]] = []
+        node.handlers["MESSAGE"] = self.on_message
+
+    def tell(self, line: str) -> None:
+        self.node.log.info("%s", line)
+        for listener in self.listeners:
+            listener(line)
+
+    @property
+    def contact(self) -> str:
+        return str(
+            SipUri(host=self.node.uri.host, user=parse_sip_uri(self.user).user, port=self.node.port)
+        )
+
+    def _system(self, domain: str) -> tuple[str, TransportAddress]:
+        system = self.deployment.system(domain)
+        if system is None:
+            raise UsageError(f"no system {domain} in the profile")
+        return system.migration_psi, system.servers[0].listen.address()
+
+    async def migrate(self, domain: str, token: str | None = None) -> MigrationOutcome:
+        """Service authorization in ``domain``: a partner, or our own system (going home)."""
+        system = self.deployment.system(domain)
+        if system is None:
+            raise UsageError(f"no system {domain} in the profile")
+        token = token or issue_token(idms_key(system), system.domain, self.user)
+        psi, server = self._system(domain)
+        outcome = await McClient(self.node, self.user).migrate(psi, server, token)
+        if outcome.accepted:
+            self.serving = domain.lower()
+        self.tell(f"{'home' if domain == self.home_domain else 'migrate to ' + domain}: {outcome}")
+        return outcome
+
+    async def release(self) -> Response:
+        """Leave the partner system we are in (PROFILE section 3)."""
+        if self.serving is None or self.serving == self.home_domain:
+            raise UsageError("not migrated: nothing to release")
+        psi, server = self._system(self.serving)
+        request = make_request(
+            "MESSAGE",
+            parse_sip_uri(psi),
+            from_uri=self.user,
+            to_uri=psi,
+            body=encode(MigrationRelease(self.user)),
+            content_type=CONTENT_TYPE,
+            contact=self.contact,
+        )
+        response = await self.node.send_request(request, server)
+        if response.status == 200:
+            self.serving = None
+        self.tell(f"release: {response.status} {response.reason}")
+        return response
+
+    async def on_message(self, request: Request, source: TransportAddress) -> Response:
+        self.inbox.append(request)
+        text = request.body.decode("utf-8", "replace")[:200]
+        self.tell(f"data from {request.from_.uri}: {request.content_type} {text!r}")
+        return make_response(request, 200)
+
+
+async def send_data(
+    node: SipNode, deployment: Deployment, sender: str, target: str, body: bytes, content_type: str
+) -> Response:
+    """Data from a user to an MC service ID, handed to the target's home server."""
+    domain = parse_sip_uri(target).host.lower()
+    system = deployment.system(domain)
+    if system is None:
+        raise UsageError(f"no system {domain} in the profile")
+    request = make_request(
+        "MESSAGE",
+        parse_sip_uri(target),
+        from_uri=sender,
+        to_uri=target,
+        body=body,
+        content_type=content_type,
+    )
+    return await node.send_request(request, system.servers[0].listen.address())
