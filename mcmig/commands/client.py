@@ -9,10 +9,11 @@ import sys
 from mcmig.commands.common import EXIT_OK, EXIT_SIP_FAILURE, UsageError, load
 from mcmig.mc.body import BodyError, service_id_uri
 from mcmig.node.runtime import SipNode
+from mcmig.nodes.phone import place_call
 from mcmig.nodes.ue import UserEquipment, send_data
 from mcmig.transport.base import split_hostport
 
-HELP = "commands: migrate DOMAIN | home | release | send URI TEXT | quit"
+HELP = "commands: migrate DOMAIN | home | release | send URI TEXT | hangup | quit"
 
 
 def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -41,6 +42,25 @@ def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     send.add_argument("--content-type", default="text/plain")
     send.add_argument("--listen", default="127.0.0.1:0", metavar="HOST:PORT")
     send.set_defaults(func=run_send)
+
+    call = sub.add_parser(
+        "call",
+        help="place a call (INVITE) to an MC service ID",
+        description="Call an MC service ID through its home server, which bridges the call to a "
+        "migrated user, redirects (302) or refuses (480). The call is hung up after --hold "
+        "seconds unless the callee hangs up first. Signalling only: no media. Exit 0 on 2xx.",
+    )
+    call.add_argument("--profile", required=True, metavar="FILE")
+    call.add_argument("--from", dest="caller", required=True, metavar="URI")
+    call.add_argument("--to", required=True, metavar="URI")
+    call.add_argument(
+        "--hold", type=float, default=2.0, metavar="SECONDS", help="call duration (default 2)"
+    )
+    call.add_argument(
+        "--cancel-after", type=float, metavar="SECONDS", help="CANCEL if not answered by then"
+    )
+    call.add_argument("--listen", default="127.0.0.1:0", metavar="HOST:PORT")
+    call.set_defaults(func=run_call)
 
     release = sub.add_parser(
         "release",
@@ -87,6 +107,34 @@ def run_send(args: argparse.Namespace) -> int:
         contact = f" Contact: {response.get('Contact')}" if response.status // 100 == 3 else ""
         print(f"{response.status} {response.reason}{contact}")
         return EXIT_OK if response.status // 100 == 2 else EXIT_SIP_FAILURE
+
+    return asyncio.run(main())
+
+
+def run_call(args: argparse.Namespace) -> int:
+    deployment = load(args.profile)
+    _check_uri(args.caller, "--from")
+    _check_uri(args.to, "--to")
+    system = deployment.system(args.to.split("@", 1)[-1])
+    if system is None:
+        raise UsageError(f"no system for {args.to} in the profile")
+
+    async def main() -> int:
+        node = _node("caller", args.listen)
+        await node.start()
+        try:
+            outcome = await place_call(
+                node,
+                args.caller,
+                args.to,
+                system.servers[0].listen.address(),
+                args.hold,
+                args.cancel_after,
+            )
+        finally:
+            await node.stop()
+        print(outcome)
+        return EXIT_OK if outcome.status // 100 == 2 else EXIT_SIP_FAILURE
 
     return asyncio.run(main())
 
@@ -144,6 +192,8 @@ async def _command(ue: UserEquipment, node: SipNode, deployment: object, words: 
             await ue.migrate(ue.home_domain)
         elif words == ["release"]:
             await ue.release()
+        elif words == ["hangup"]:
+            await ue.phone.hang_up()
         elif words[:1] == ["send"] and len(words) == 3:
             response = await send_data(
                 node, ue.deployment, ue.user, words[1], words[2].encode(), "text/plain"

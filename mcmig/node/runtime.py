@@ -10,11 +10,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
+from mcmig.node.dialogs import Dialog, InviteServerHandle, OutgoingInvite
 from mcmig.sip.errors import SipParseError
 from mcmig.sip.ids import new_branch
+from mcmig.sip.invite_client_transaction import InviteClientTransaction
+from mcmig.sip.invite_server_transaction import InviteServerTransaction
 from mcmig.sip.message import Request, Response
 from mcmig.sip.parser import parse_message
 from mcmig.sip.peer import TransportAddress, response_destination, stamp_received
@@ -25,6 +29,7 @@ from mcmig.sip.transaction_layer import (
     Event,
     RequestReceived,
     ResponseReceived,
+    ServerTransaction,
     TransactionFailed,
     TransactionLayer,
     TransactionTimedOut,
@@ -35,6 +40,7 @@ from mcmig.transport.stream import StreamTransport
 from mcmig.transport.udp import UdpTransport
 
 Handler = Callable[[Request, TransportAddress], Awaitable[Response]]
+InviteHandler = Callable[[InviteServerHandle], Awaitable[None]]
 # (direction "sent" or "received", message, from, to): for ladders and captures
 Observer = Callable[[str, Request | Response, TransportAddress, TransportAddress], None]
 
@@ -80,6 +86,10 @@ class SipNode:
         self.layer = TransactionLayer(timers)
         self.config = transport_config or TransportConfig()
         self.handlers: dict[str, Handler] = {"OPTIONS": self._options}
+        self.invite_handler: InviteHandler | None = None
+        self.dialogs: dict[tuple[str, str], Dialog] = {}
+        self._invites: dict[int, OutgoingInvite] = {}
+        self._invite_handles: dict[int, InviteServerHandle] = {}
         self.observers: list[Observer] = []
         self.stats = NodeStats()
         self.log = logging.getLogger(f"mcmig.node.{name}")
@@ -122,8 +132,10 @@ class SipNode:
         return set() if stream is None or source.transport != "TLS" else stream.peer_names(source)
 
     async def stop(self) -> None:
-        for task in list(self._tasks):
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self._timer is not None:
             self._timer.cancel()
         for fut in self._pending.values():
@@ -143,15 +155,8 @@ class SipNode:
         return SipUri(host=self.host if ":" not in self.host else f"[{self.host}]", port=self.port)
 
     # -- sending requests --------------------------------------------------------------
-    async def send_request(
-        self, request: Request, destination: TransportAddress, timeout: float | None = None
-    ) -> Response:
-        """Send ``request`` in a new client transaction; return its final response.
-
-        A top Via with a fresh branch is added here. Raises SipTimeoutError or
-        SipTransportError when no final response comes.
-        """
-        assert self._loop is not None, "node not started"
+    def _prepare(self, request: Request, destination: TransportAddress) -> TransportAddress:
+        """Our Via with a fresh branch, a Max-Forwards, and TCP for large requests."""
         if destination.transport == "UDP" and len(request.serialize()) + 60 > UDP_SIZE_LIMIT:
             destination = TransportAddress("TCP", destination.host, destination.port)
         sent_by = format_hostport(self.host, self.ports.get(destination.transport, self.port))
@@ -159,6 +164,23 @@ class SipNode:
         request.add("Via", via, first=True)
         if request.max_forwards is None:
             request.set("Max-Forwards", "70")
+        return destination
+
+    async def send_request(
+        self,
+        request: Request,
+        destination: TransportAddress,
+        timeout: float | None = None,
+        add_via: bool = True,
+    ) -> Response:
+        """Send ``request`` in a new client transaction; return its final response.
+
+        A top Via with a fresh branch is added here. Raises SipTimeoutError or
+        SipTransportError when no final response comes.
+        """
+        assert self._loop is not None, "node not started"
+        if add_via:
+            destination = self._prepare(request, destination)
         future: asyncio.Future[Response] = self._loop.create_future()
         txn = self.layer.send_request(request, destination, self._loop.time(), timeout)
         self._pending[id(txn)] = future
@@ -224,7 +246,9 @@ class SipNode:
             if isinstance(event, RequestReceived):
                 self._on_request(event)
             elif isinstance(event, ResponseReceived):
-                if event.response.status >= 200:
+                if isinstance(event.transaction, InviteClientTransaction):
+                    self._on_invite_response(event.transaction, event.response)
+                elif event.response.status >= 200:
                     self._resolve(id(event.transaction), event.response)
             elif isinstance(event, TransactionTimedOut):
                 self._fail(id(event.transaction), SipTimeoutError("no final response"))
@@ -238,32 +262,182 @@ class SipNode:
 
     def _fail(self, key: int, exc: Exception) -> None:
         fut = self._pending.get(key)
+        if fut is None and key in self._invites:
+            fut = self._invites.pop(key).final
         if fut is not None and not fut.done():
             fut.set_exception(exc)
 
     def _on_request(self, event: RequestReceived) -> None:
-        request = event.request
+        request, txn, source = event.request, event.transaction, event.source
         self.stats.by_method[request.method] = self.stats.by_method.get(request.method, 0) + 1
-        if event.transaction is None:
-            if request.method != "ACK":
-                # No INVITE server transaction yet: answer statelessly (RFC 3261 16.11 style).
-                self._send(
-                    self._precheck(request) or self._method_not_allowed(request),
-                    response_destination(request.top_via, event.source),
-                )
+        if request.method == "ACK":
+            self._on_ack(request, source)
             return
-        txn = event.transaction
+        assert txn is not None
+        if request.method == "CANCEL":
+            self._on_cancel(request, txn)
+            return
         refusal = self._precheck(request)
         if refusal is not None:
             self._respond(txn, refusal)
+            return
+        if request.to.tag is not None:
+            self._in_dialog(request, source, txn)
+            return
+        if request.method == "INVITE":
+            assert isinstance(txn, InviteServerTransaction)
+            if self.invite_handler is None:
+                self._respond(txn, self._method_not_allowed(request))
+                return
+            self._spawn(
+                self._run_invite_handler(self.invite_handler, self._invite_handle(txn, source))
+            )
             return
         handler = self.handlers.get(request.method)
         if handler is None:
             self._respond(txn, self._method_not_allowed(request))
             return
-        task = asyncio.get_running_loop().create_task(self._run_handler(handler, txn, event.source))
+        assert isinstance(txn, NonInviteServerTransaction)
+        self._spawn(self._run_handler(handler, txn, source))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    # -- INVITE, CANCEL, ACK and dialogs ----------------------------------------------
+    def _invite_handle(
+        self, txn: InviteServerTransaction, source: TransportAddress
+    ) -> InviteServerHandle:
+        def respond(response: Response) -> None:
+            if response.status >= 200:
+                self._invite_handles.pop(id(txn), None)
+            if not txn.terminated:
+                self._respond(txn, response)
+
+        handle = InviteServerHandle(txn.request, source, respond)
+        self._invite_handles[id(txn)] = handle
+        return handle
+
+    async def _run_invite_handler(self, handler: InviteHandler, handle: InviteServerHandle) -> None:
+        try:
+            await handler(handle)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.stats.handler_errors += 1
+            self.log.exception("INVITE handler failed")
+            handle.respond(handle.response(500))
+
+    def _on_cancel(self, cancel: Request, txn: ServerTransaction) -> None:
+        """9.2: 200 to the CANCEL, 487 to the INVITE if it has no final answer yet."""
+        invite = self.layer.invite_for_cancel(cancel)
+        if invite is None:
+            self._respond(txn, make_response(cancel, 481))
+            return
+        self._respond(txn, make_response(cancel, 200))
+        handle = self._invite_handles.get(id(invite))
+        if handle is not None and handle.final is None:
+            handle.respond(handle.response(487))
+            handle.cancelled.set()  # the handler stops, a B2BUA cancels its other leg
+
+    def _in_dialog(
+        self, request: Request, source: TransportAddress, txn: ServerTransaction
+    ) -> None:
+        dialog = self.dialogs.get((request.call_id, request.to.tag or ""))
+        if dialog is None:
+            self._respond(txn, make_response(request, 481))
+            return
+        if request.cseq.seq < dialog.remote_cseq:
+            self._respond(txn, make_response(request, 500, "CSeq out of order"))
+            return
+        dialog.remote_cseq = request.cseq.seq
+        if isinstance(txn, InviteServerTransaction):
+            handle = self._invite_handle(txn, source)
+            self._spawn(self._run_invite_handler(lambda h: self._dialog_invite(dialog, h), handle))
+            return
+
+        async def run() -> None:
+            try:
+                response = await dialog.handler(request, source, None)
+            except Exception:
+                self.log.exception("dialog handler failed")
+                response = make_response(request, 500)
+            if response is not None and not txn.terminated:
+                self._respond(txn, response)
+
+        self._spawn(run())
+
+    async def _dialog_invite(self, dialog: Dialog, handle: InviteServerHandle) -> None:
+        await dialog.handler(handle.request, handle.source, handle)
+
+    def _on_ack(self, ack: Request, source: TransportAddress) -> None:
+        dialog = self.dialogs.get((ack.call_id, ack.to.tag or ""))
+        if dialog is not None:
+            self._spawn(self._ack_to_dialog(dialog, ack, source))
+
+    async def _ack_to_dialog(self, dialog: Dialog, ack: Request, source: TransportAddress) -> None:
+        await dialog.handler(ack, source, None)
+
+    def invite(
+        self,
+        request: Request,
+        destination: TransportAddress,
+        on_provisional: Callable[[Response], None] | None = None,
+    ) -> OutgoingInvite:
+        """Send an INVITE; the result's ``final`` resolves with the final response."""
+        assert self._loop is not None, "node not started"
+        destination = self._prepare(request, destination)
+        out = OutgoingInvite(request, destination, self._loop.create_future(), on_provisional)
+        txn = self.layer.send_request(request, destination, self._loop.time())
+        out.cancel = lambda: self._cancel(out)
+        self._invites[id(txn)] = out
+        self._flush()
+        return out
+
+    def send_ack(self, out: OutgoingInvite, ack: Request, destination: TransportAddress) -> None:
+        """The ACK of a 2xx: end to end, outside any transaction (13.2.2.4)."""
+        self._prepare(ack, destination)
+        out.ack, out.ack_destination = ack, destination
+        self._send(ack, destination)
+
+    def _cancel(self, out: OutgoingInvite) -> None:
+        if out.final.done():
+            return
+        invite = out.request
+        headers = [("Via", invite.get("Via") or "")]
+        headers += [(n, v) for n, v in invite.headers if n == "Route"]
+        headers += [
+            ("Max-Forwards", "70"),
+            ("From", invite.get("From") or ""),
+            ("To", invite.get("To") or ""),
+            ("Call-ID", invite.call_id),
+            ("CSeq", f"{invite.cseq.seq} CANCEL"),
+        ]
+        cancel = Request("CANCEL", invite.uri, headers)
+
+        async def run() -> None:
+            try:
+                await self.send_request(cancel, out.destination, add_via=False)
+            except (SipTimeoutError, SipTransportError) as exc:
+                self.log.info("CANCEL got no answer: %s", exc)
+
+        self._spawn(run())
+
+    def _on_invite_response(self, txn: InviteClientTransaction, response: Response) -> None:
+        out = self._invites.get(id(txn))
+        if out is None:
+            return
+        if response.status < 200:
+            if out.on_provisional is not None:
+                out.on_provisional(response)
+            return
+        if not out.final.done():
+            out.final.set_result(response)
+            assert self._loop is not None
+            self._loop.call_later(64 * self.layer.timers.t1 + 1, self._invites.pop, id(txn), None)
+        elif response.status < 300 and out.ack is not None and out.ack_destination is not None:
+            self._send(out.ack, out.ack_destination)  # RFC 6026: our ACK was lost
 
     def _precheck(self, request: Request) -> Response | None:
         """Checks every UAS makes before its method logic (RFC 3261 8.2.2)."""
@@ -299,7 +473,7 @@ class SipNode:
     async def _options(self, request: Request, source: TransportAddress) -> Response:
         return make_response(request, 200, headers=[("Allow", self.allow_header())])
 
-    def _respond(self, txn: NonInviteServerTransaction, response: Response) -> None:
+    def _respond(self, txn: ServerTransaction, response: Response) -> None:
         assert self._loop is not None
         if self._server_header and not response.has("Server"):
             response.add("Server", self._server_header)

@@ -13,8 +13,10 @@ from collections.abc import Callable
 
 from mcmig.mc.body import BodyError, is_migration_request
 from mcmig.mc.causes import Cause, failure_response
+from mcmig.node.dialogs import InviteServerHandle
 from mcmig.node.runtime import SipNode
 from mcmig.nodes.b2bua import forward, next_max_forwards, too_many_hops
+from mcmig.nodes.call_relay import relay_invite
 from mcmig.nodes.hiding import (
     crossing_request,
     entering_response,
@@ -22,10 +24,11 @@ from mcmig.nodes.hiding import (
     outbound_body,
 )
 from mcmig.profiles.model import GatewayProfile, SystemProfile
+from mcmig.sip.errors import SipParseError
 from mcmig.sip.message import Request, Response
 from mcmig.sip.peer import TransportAddress
 from mcmig.sip.responses import make_response
-from mcmig.sip.uri import SipUri
+from mcmig.sip.uri import SipUri, is_ip_address, parse_sip_uri
 
 
 class McGateway:
@@ -47,6 +50,8 @@ class McGateway:
         internal.handlers["MESSAGE"] = self.outbound
         external.handlers["MESSAGE"] = self.inbound
         external.handlers["OPTIONS"] = self.options
+        internal.invite_handler = self.outbound_invite
+        external.invite_handler = self.inbound_invite
 
     @property
     def agent(self) -> str:
@@ -163,3 +168,49 @@ class McGateway:
             self.agent,
             relay=lambda up, down, agent: leaving_response(up, down, agent, self._inner_names),
         )
+
+    # -- calls (PROFILE 4): the same routing, two bridged dialogs ---------------------------
+    async def outbound_invite(self, handle: InviteServerHandle) -> None:
+        request = handle.request
+        if not isinstance(request.uri, SipUri) or request.max_forwards == 0:
+            handle.respond(handle.response(416 if not isinstance(request.uri, SipUri) else 483))
+            return
+        peer = self.system.peer(request.uri.host.lower())
+        if peer is None:
+            handle.respond(
+                handle.response(404, [("Warning", f'399 {self.agent} "unknown-mc-system"')])
+            )
+            return
+        leg_b = crossing_request(
+            request, request.body, self.system.domain, next_max_forwards(request)
+        )
+        await relay_invite(self.internal, self.external, handle, leg_b, peer.target, _public)
+
+    async def inbound_invite(self, handle: InviteServerHandle) -> None:
+        request = handle.request
+        refusal = self._authenticate_peer(handle.source)
+        if refusal is not None:
+            self.external.log.info("403 peer-not-authorized: %s", refusal)
+            handle.respond(
+                handle.response(
+                    403, [("Warning", f'399 {self.agent} "peer-not-authorized: {refusal}"')]
+                )
+            )
+            return
+        if not isinstance(request.uri, SipUri) or request.max_forwards == 0:
+            handle.respond(handle.response(416 if not isinstance(request.uri, SipUri) else 483))
+            return
+        leg_b = crossing_request(
+            request, request.body, request.uri.host.lower(), next_max_forwards(request)
+        )
+        server = self.system.servers[0].listen.address()
+        await relay_invite(self.external, self.internal, handle, leg_b, server, _public)
+
+
+def _public(uri: str) -> bool:
+    """Only a public identity may cross in a redirect's Contact, never an address."""
+    try:
+        parsed = parse_sip_uri(uri)
+    except SipParseError:
+        return False
+    return parsed.user is not None and not is_ip_address(parsed.host) and "." in parsed.host

@@ -25,8 +25,10 @@ from mcmig.mc.registry import (
     new_record,
 )
 from mcmig.mc.tokens import TokenError, TokenVerifier
+from mcmig.node.dialogs import InviteServerHandle
 from mcmig.node.runtime import SipNode, SipTimeoutError, SipTransportError
 from mcmig.nodes.b2bua import forward, next_max_forwards, too_many_hops
+from mcmig.nodes.call_relay import relay_invite
 from mcmig.nodes.routing import Forward, Redirect, UserLocator
 from mcmig.profiles.model import ServerProfile, SystemProfile
 from mcmig.sip.message import Request, Response
@@ -56,6 +58,7 @@ class McServer:
         self.psi = parse_sip_uri(system.migration_psi)
         self._tasks: set[asyncio.Task[None]] = set()
         node.handlers["MESSAGE"] = self.on_message
+        node.invite_handler = self.on_invite
 
     @property
     def agent(self) -> str:
@@ -322,3 +325,34 @@ class McServer:
             self.system.timeouts.server,
             self.agent,
         )
+
+    async def on_invite(self, handle: InviteServerHandle) -> None:
+        """A call for a user (PROFILE 4): bridged on, redirected, or refused."""
+        request = handle.request
+        if not isinstance(request.uri, SipUri):
+            handle.respond(handle.response(416))
+            return
+        decision = self.locator.locate(request.uri)
+        if isinstance(decision, Redirect):
+            handle.respond(handle.response(302, [("Contact", f"<{decision.contact}>")]))
+            return
+        if not isinstance(decision, Forward):
+            handle.respond(
+                handle.response(
+                    decision.status, [("Warning", f'399 {self.agent} "{decision.reason}"')]
+                )
+            )
+            return
+        if request.max_forwards == 0:
+            handle.respond(handle.response(483))
+            return
+        leg_b = make_request(
+            "INVITE",
+            decision.target,
+            from_uri=str(request.from_.uri),
+            to_uri=str(request.to.uri),
+            body=request.body,
+            content_type=request.get("Content-Type") if request.body else None,
+            max_forwards=next_max_forwards(request),
+        )
+        await relay_invite(self.node, self.node, handle, leg_b, decision.destination)

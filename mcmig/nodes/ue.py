@@ -13,6 +13,7 @@ from mcmig.mc.body import CONTENT_TYPE, MigrationRelease, encode
 from mcmig.mc.tokens import issue_token
 from mcmig.node.runtime import SipNode
 from mcmig.nodes.client import McClient, MigrationOutcome
+from mcmig.nodes.phone import Answerer
 from mcmig.profiles import Deployment
 from mcmig.profiles.keys import idms_key
 from mcmig.sip.message import Request, Response
@@ -32,6 +33,7 @@ class UserEquipment:
         self.inbox: list[Request] = []
         self.listeners: list[Callable[[str], None]] = []
         node.handlers["MESSAGE"] = self.on_message
+        self.phone = Answerer(node, self.contact, self.tell)
 
     def tell(self, line: str) -> None:
         self.node.log.info("%s", line)

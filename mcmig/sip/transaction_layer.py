@@ -8,47 +8,46 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 from mcmig.sip.client_transaction import (
-    ClientAction,
     DeliverResponse,
     NonInviteClientTransaction,
     Timeout,
     Transmit,
     TransportError,
 )
+from mcmig.sip.invite_client_transaction import InviteClientTransaction
+from mcmig.sip.invite_server_transaction import InviteServerState, InviteServerTransaction
 from mcmig.sip.message import Request, Response
 from mcmig.sip.peer import TransportAddress, response_destination
-from mcmig.sip.server_transaction import NonInviteServerTransaction, ServerAction
+from mcmig.sip.server_transaction import NonInviteServerTransaction
 from mcmig.sip.timers import TimerConfig
 
-Transaction = NonInviteClientTransaction | NonInviteServerTransaction
-
-# Methods whose transactions are not the non-INVITE kind; they reach the TU
-# without a server transaction (INVITE transactions arrive with calls).
-STATELESS_METHODS = frozenset({"INVITE", "ACK"})
+ClientTransaction = NonInviteClientTransaction | InviteClientTransaction
+ServerTransaction = NonInviteServerTransaction | InviteServerTransaction
+Transaction = ClientTransaction | ServerTransaction
 
 
 @dataclass(frozen=True, slots=True)
 class RequestReceived:
-    """A new request. ``transaction`` is None for INVITE/ACK (no state kept here)."""
+    """A new request. ``transaction`` is None for an ACK of a 2xx (it has none)."""
 
     request: Request
     source: TransportAddress
-    transaction: NonInviteServerTransaction | None
+    transaction: ServerTransaction | None
 
 
 @dataclass(frozen=True, slots=True)
 class ResponseReceived:
     response: Response
-    transaction: NonInviteClientTransaction
+    transaction: ClientTransaction
 
 
 @dataclass(frozen=True, slots=True)
 class TransactionTimedOut:
-    transaction: NonInviteClientTransaction
+    transaction: ClientTransaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +77,10 @@ def server_transaction_key(request: Request) -> Hashable:
 class TransactionLayer:
     def __init__(self, timers: TimerConfig | None = None) -> None:
         self.timers = timers or TimerConfig()
-        self.client: dict[tuple[str, str], NonInviteClientTransaction] = {}
-        self.server: dict[Hashable, NonInviteServerTransaction] = {}
+        self.client: dict[tuple[str, str], ClientTransaction] = {}
+        self.server: dict[Hashable, ServerTransaction] = {}
+        # 2xx-answered INVITEs by (Call-ID, CSeq number): their ACK has its own branch
+        self._accepted: dict[tuple[str, int], InviteServerTransaction] = {}
         self.stray_responses = 0
         self._outgoing: list[Transmit] = []
         self._heap: list[tuple[float, int, Transaction]] = []
@@ -93,31 +94,56 @@ class TransactionLayer:
         destination: TransportAddress,
         now: float,
         timeout: float | None = None,
-    ) -> NonInviteClientTransaction:
-        txn = NonInviteClientTransaction(request, destination, self.timers, now, timeout)
+    ) -> ClientTransaction:
+        txn: ClientTransaction
+        if request.method == "INVITE":
+            txn = InviteClientTransaction(request, destination, self.timers, now)
+        else:
+            txn = NonInviteClientTransaction(request, destination, self.timers, now, timeout)
         self.client[txn.key] = txn
         self._apply(txn, txn.take_actions())
         return txn
 
-    def respond(self, txn: NonInviteServerTransaction, response: Response, now: float) -> None:
+    def respond(self, txn: ServerTransaction, response: Response, now: float) -> None:
         self._apply(txn, txn.respond(response, now))
+        if isinstance(txn, InviteServerTransaction) and txn.state is InviteServerState.ACCEPTED:
+            self._accepted[(txn.request.call_id, txn.request.cseq.seq)] = txn
+
+    def invite_for_cancel(self, cancel: Request) -> InviteServerTransaction | None:
+        """The INVITE server transaction a CANCEL targets (9.2): same branch and sent-by."""
+        via = cancel.top_via
+        txn = self.server.get((via.branch, via.sent_by, "INVITE"))
+        return txn if isinstance(txn, InviteServerTransaction) else None
 
     # -- network input ---------------------------------------------------------
     def receive_request(
         self, request: Request, source: TransportAddress, now: float
     ) -> list[Event]:
-        if request.method in STATELESS_METHODS:
-            return [RequestReceived(request, source, None)]
         key = server_transaction_key(request)
         txn = self.server.get(key)
+        if request.method == "ACK":
+            if (
+                isinstance(txn, InviteServerTransaction)
+                and txn.state is not InviteServerState.ACCEPTED
+            ):
+                self._apply(txn, txn.receive_ack(now))  # the ACK of our non-2xx: ours to absorb
+                return []
+            accepted = self._accepted.get((request.call_id, request.cseq.seq))
+            if accepted is not None:
+                self._apply(accepted, accepted.acknowledged(now))
+            return [RequestReceived(request, source, None)]
         if txn is not None:
             self._apply(txn, txn.receive_retransmission(now))
             return []
         destination = response_destination(request.top_via, source)
-        txn = NonInviteServerTransaction(request, source, destination, self.timers, now, key)
-        self.server[key] = txn
-        self._schedule(txn)
-        return [RequestReceived(request, source, txn)]
+        new: ServerTransaction
+        if request.method == "INVITE":
+            new = InviteServerTransaction(request, source, destination, self.timers, now, key)
+        else:
+            new = NonInviteServerTransaction(request, source, destination, self.timers, now, key)
+        self.server[key] = new
+        self._apply(new, new.take_actions())
+        return [RequestReceived(request, source, new)]
 
     def receive_response(self, response: Response, now: float) -> list[Event]:
         via = response.top_via
@@ -167,18 +193,16 @@ class TransactionLayer:
         return len(self.client) + len(self.server)
 
     # -- internals -------------------------------------------------------------
-    def _apply(
-        self, txn: Transaction, actions: list[ClientAction] | list[ServerAction]
-    ) -> list[Event]:
+    def _apply(self, txn: Transaction, actions: Sequence[object]) -> list[Event]:
         events: list[Event] = []
         for action in actions:
             if isinstance(action, Transmit):
                 self._outgoing.append(action)
             elif isinstance(action, DeliverResponse):
-                assert isinstance(txn, NonInviteClientTransaction)
+                assert isinstance(txn, NonInviteClientTransaction | InviteClientTransaction)
                 events.append(ResponseReceived(action.response, txn))
             elif isinstance(action, Timeout):
-                assert isinstance(txn, NonInviteClientTransaction)
+                assert isinstance(txn, NonInviteClientTransaction | InviteClientTransaction)
                 events.append(TransactionTimedOut(txn))
             elif isinstance(action, TransportError):
                 events.append(TransactionFailed(txn))
@@ -199,8 +223,13 @@ class TransactionLayer:
 
     def _forget(self, txn: Transaction) -> None:
         self._scheduled.pop(id(txn), None)
-        if isinstance(txn, NonInviteClientTransaction):
+        if isinstance(txn, NonInviteClientTransaction | InviteClientTransaction):
             if self.client.get(txn.key) is txn:
                 del self.client[txn.key]
-        elif self.server.get(txn.key) is txn:
+            return
+        if self.server.get(txn.key) is txn:
             del self.server[txn.key]
+        if isinstance(txn, InviteServerTransaction):
+            accepted = (txn.request.call_id, txn.request.cseq.seq)
+            if self._accepted.get(accepted) is txn:
+                del self._accepted[accepted]
