@@ -1,0 +1,48 @@
+"""SIPp as a caller in the primary system (INVITE, ACK, BYE) to alice, migrated to partner.example."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+from tests.support.lab import Lab
+from tests.support.tools import free_port, run_sipp
+
+
+def test_sipp_calls_a_migrated_user(tmp_path: Path) -> None:
+    lab = Lab("sip_profiles/demo3.yaml", tmp_path / "state", client_host="127.0.1.50")
+    lab.start()
+    try:
+        assert lab.running is not None
+        ue = lab.running.clients["alice-ue"]
+        result = lab.run(
+            asyncio.to_thread(
+                run_sipp,
+                "caller_uac.xml",
+                "-m",
+                "5",
+                "-r",
+                "5",
+                "-s",
+                "alice",
+                "-p",
+                str(free_port("127.0.1.60")),
+                "-timeout",
+                "30s",
+                "-timeout_error",
+                local_ip="127.0.1.60",
+                target="127.0.1.10:5060",
+                cwd=tmp_path,
+            )
+        )
+        assert result.returncode == 0, result.stdout[-3000:]
+        m = re.search(r"Successful call\s*\|\s*\d+\s*\|\s*(\d+)", result.stdout)
+        assert m is not None and int(m.group(1)) == 5
+        lab.run(asyncio.sleep(0.2))
+        assert [who for _, who in ue.phone.ended] == [
+            "remote"
+        ] * 5  # every call reached alice and was hung up
+        assert ue.phone.calls == {}
+    finally:
+        lab.close()
