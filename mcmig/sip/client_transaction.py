@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from mcmig.sip.machine import TableMachine
 from mcmig.sip.message import Request, Response
 from mcmig.sip.peer import TransportAddress
 from mcmig.sip.timers import TimerConfig
@@ -56,7 +57,7 @@ ClientAction = Transmit | DeliverResponse | Timeout | TransportError
 S, I = ClientState, ClientInput  # noqa: E741 - short names keep the table readable
 # (state, input) -> (steps, next state). Steps name methods of the machine.
 # Pairs not listed are inputs the RFC says to ignore in that state.
-_TABLE: dict[tuple[ClientState, ClientInput], tuple[tuple[str, ...], ClientState]] = {
+TABLE: dict[tuple[ClientState, ClientInput], tuple[tuple[str, ...], ClientState]] = {
     (S.TRYING, I.PROVISIONAL): (("deliver",), S.PROCEEDING),
     (S.TRYING, I.FINAL): (("deliver", "complete"), S.COMPLETED),
     (S.TRYING, I.TIMER_E): (("retransmit", "double_e"), S.TRYING),
@@ -75,7 +76,7 @@ _TABLE: dict[tuple[ClientState, ClientInput], tuple[tuple[str, ...], ClientState
 del S, I
 
 
-class NonInviteClientTransaction:
+class NonInviteClientTransaction(TableMachine[ClientState, ClientInput, ClientAction]):
     """Sends one non-INVITE request and waits for its final response."""
 
     def __init__(
@@ -86,39 +87,30 @@ class NonInviteClientTransaction:
         now: float,
         timeout: float | None = None,
     ) -> None:
+        super().__init__(ClientState.TRYING, now)
         self.request = request
         self.destination = destination
         self.branch = request.top_via.branch or ""
         self.method = request.method
-        self.state = ClientState.TRYING
         self.retransmissions = 0
         self._timers = timers
         self._reliable = destination.reliable
         self._interval = timers.t1
         self._response: Response | None = None
-        self._actions: list[ClientAction] = [Transmit(request, destination)]
+        self._actions.append(Transmit(request, destination))
         # A B2BUA may ask for a timeout shorter than Timer F, so that its own
         # upstream hears a 504 before the upstream's Timer F fires.
         f = timers.timer_f if timeout is None else min(timeout, timers.timer_f)
-        self._deadlines: dict[ClientInput, float] = {ClientInput.TIMER_F: now + f}
+        self._arm(ClientInput.TIMER_F, f)
         if not self._reliable:
-            self._deadlines[ClientInput.TIMER_E] = now + timers.t1
-        self._now = now
+            self._arm(ClientInput.TIMER_E, timers.t1)
+
+    TABLE = TABLE  # type: ignore[assignment]
+    TERMINATED = ClientState.TERMINATED
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.branch, self.method)
-
-    @property
-    def terminated(self) -> bool:
-        return self.state is ClientState.TERMINATED
-
-    def next_deadline(self) -> float | None:
-        return min(self._deadlines.values()) if self._deadlines else None
-
-    def take_actions(self) -> list[ClientAction]:
-        actions, self._actions = self._actions, []
-        return actions
 
     # -- inputs ----------------------------------------------------------------
     def receive_response(self, response: Response, now: float) -> list[ClientAction]:
@@ -126,30 +118,8 @@ class NonInviteClientTransaction:
         kind = ClientInput.PROVISIONAL if response.status < 200 else ClientInput.FINAL
         return self._input(kind, now)
 
-    def handle_timer(self, now: float) -> list[ClientAction]:
-        for timer, deadline in sorted(self._deadlines.items(), key=lambda item: item[1]):
-            if deadline <= now and timer in self._deadlines:
-                del self._deadlines[timer]
-                self._apply(timer, deadline)
-        return self.take_actions()
-
     def transport_failed(self, now: float) -> list[ClientAction]:
         return self._input(ClientInput.TRANSPORT_ERROR, now)
-
-    def _input(self, kind: ClientInput, now: float) -> list[ClientAction]:
-        self._apply(kind, now)
-        return self.take_actions()
-
-    def _apply(self, kind: ClientInput, now: float) -> None:
-        entry = _TABLE.get((self.state, kind))
-        if entry is not None:
-            steps, next_state = entry
-            self._now = now
-            for step in steps:
-                getattr(self, "_" + step)()
-            self.state = next_state
-            if next_state is ClientState.TERMINATED:
-                self._deadlines.clear()
 
     # -- steps -----------------------------------------------------------------
     def _deliver(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from enum import Enum
 
 from mcmig.sip.client_transaction import DeliverResponse, Timeout, Transmit, TransportError
+from mcmig.sip.machine import TableMachine
 from mcmig.sip.message import Request, Response
 from mcmig.sip.peer import TransportAddress
 from mcmig.sip.timers import TimerConfig
@@ -37,7 +38,7 @@ class InviteClientInput(Enum):
 InviteClientAction = Transmit | DeliverResponse | Timeout | TransportError
 
 S, I = InviteClientState, InviteClientInput  # noqa: E741 - short names keep the table readable
-_TABLE: dict[
+TABLE: dict[
     tuple[InviteClientState, InviteClientInput], tuple[tuple[str, ...], InviteClientState]
 ] = {
     (S.CALLING, I.PROVISIONAL): (("deliver", "stop_calling_timers"), S.PROCEEDING),
@@ -73,15 +74,20 @@ def ack_for(invite: Request, response: Response) -> Request:
     return Request("ACK", invite.uri, headers)
 
 
-class InviteClientTransaction:
+class InviteClientTransaction(
+    TableMachine[InviteClientState, InviteClientInput, InviteClientAction]
+):
+    TABLE = TABLE  # type: ignore[assignment]
+    TERMINATED = InviteClientState.TERMINATED
+
     def __init__(
         self, request: Request, destination: TransportAddress, timers: TimerConfig, now: float
     ) -> None:
+        super().__init__(InviteClientState.CALLING, now)
         self.request = request
         self.destination = destination
         self.branch = request.top_via.branch or ""
         self.method = "INVITE"
-        self.state = InviteClientState.CALLING
         self.retransmissions = 0
         self._timers = timers
         self._reliable = destination.reliable
@@ -100,23 +106,12 @@ class InviteClientTransaction:
         return (self.branch, self.method)
 
     @property
-    def terminated(self) -> bool:
-        return self.state is InviteClientState.TERMINATED
-
-    @property
     def answered(self) -> bool:
         return self.state in (
             InviteClientState.COMPLETED,
             InviteClientState.ACCEPTED,
             InviteClientState.TERMINATED,
         )
-
-    def next_deadline(self) -> float | None:
-        return min(self._deadlines.values()) if self._deadlines else None
-
-    def take_actions(self) -> list[InviteClientAction]:
-        actions, self._actions = self._actions, []
-        return actions
 
     def receive_response(self, response: Response, now: float) -> list[InviteClientAction]:
         self._response = response
@@ -126,31 +121,10 @@ class InviteClientTransaction:
             kind = InviteClientInput.SUCCESS
         else:
             kind = InviteClientInput.FAILURE
-        self._apply(kind, now)
-        return self.take_actions()
-
-    def handle_timer(self, now: float) -> list[InviteClientAction]:
-        for timer, deadline in sorted(self._deadlines.items(), key=lambda item: item[1]):
-            if deadline <= now and timer in self._deadlines:
-                del self._deadlines[timer]
-                self._apply(timer, deadline)
-        return self.take_actions()
+        return self._input(kind, now)
 
     def transport_failed(self, now: float) -> list[InviteClientAction]:
-        self._apply(InviteClientInput.TRANSPORT_ERROR, now)
-        return self.take_actions()
-
-    def _apply(self, kind: InviteClientInput, now: float) -> None:
-        entry = _TABLE.get((self.state, kind))
-        if entry is None:
-            return
-        steps, next_state = entry
-        self._now = now
-        for step in steps:
-            getattr(self, "_" + step)()
-        self.state = next_state
-        if next_state is InviteClientState.TERMINATED:
-            self._deadlines.clear()
+        return self._input(InviteClientInput.TRANSPORT_ERROR, now)
 
     def _deliver(self) -> None:
         assert self._response is not None

@@ -13,6 +13,7 @@ from enum import Enum
 
 from mcmig.sip.client_transaction import Transmit, TransportError
 from mcmig.sip.errors import LocalProtocolError
+from mcmig.sip.machine import TableMachine
 from mcmig.sip.message import Request, Response
 from mcmig.sip.peer import TransportAddress
 from mcmig.sip.responses import make_response
@@ -45,7 +46,7 @@ class InviteServerInput(Enum):
 InviteServerAction = Transmit | TransportError
 
 S, I = InviteServerState, InviteServerInput  # noqa: E741 - short names keep the table readable
-_TABLE: dict[
+TABLE: dict[
     tuple[InviteServerState, InviteServerInput], tuple[tuple[str, ...], InviteServerState]
 ] = {
     (S.PROCEEDING, I.REQUEST): (("resend",), S.PROCEEDING),
@@ -70,7 +71,12 @@ _TABLE: dict[
 del S, I
 
 
-class InviteServerTransaction:
+class InviteServerTransaction(
+    TableMachine[InviteServerState, InviteServerInput, InviteServerAction]
+):
+    TABLE = TABLE  # type: ignore[assignment]
+    TERMINATED = InviteServerState.TERMINATED
+
     def __init__(
         self,
         request: Request,
@@ -80,23 +86,17 @@ class InviteServerTransaction:
         now: float,
         key: Hashable = None,
     ) -> None:
+        super().__init__(InviteServerState.PROCEEDING, now)
         self.key = key
         self.request = request
         self.source = source
         self.destination = response_destination
-        self.state = InviteServerState.PROCEEDING
         self._timers = timers
         self._reliable = source.reliable
         self._interval = timers.t1
         self._last = make_response(request, 100)
         self._pending: Response | None = None
-        self._actions: list[InviteServerAction] = [Transmit(self._last, response_destination)]
-        self._deadlines: dict[InviteServerInput, float] = {}
-        self._now = now
-
-    @property
-    def terminated(self) -> bool:
-        return self.state is InviteServerState.TERMINATED
+        self._actions.append(Transmit(self._last, response_destination))
 
     @property
     def final_sent(self) -> bool:
@@ -105,13 +105,6 @@ class InviteServerTransaction:
     @property
     def last_response(self) -> Response:
         return self._last
-
-    def next_deadline(self) -> float | None:
-        return min(self._deadlines.values()) if self._deadlines else None
-
-    def take_actions(self) -> list[InviteServerAction]:
-        actions, self._actions = self._actions, []
-        return actions
 
     def respond(self, response: Response, now: float) -> list[InviteServerAction]:
         if self.final_sent and not (
@@ -125,44 +118,20 @@ class InviteServerTransaction:
             kind = InviteServerInput.TU_SUCCESS
         else:
             kind = InviteServerInput.TU_FAILURE
-        self._apply(kind, now)
-        return self.take_actions()
+        return self._input(kind, now)
 
     def receive_retransmission(self, now: float) -> list[InviteServerAction]:
-        self._apply(InviteServerInput.REQUEST, now)
-        return self.take_actions()
+        return self._input(InviteServerInput.REQUEST, now)
 
     def receive_ack(self, now: float) -> list[InviteServerAction]:
-        self._apply(InviteServerInput.ACK, now)
-        return self.take_actions()
+        return self._input(InviteServerInput.ACK, now)
 
     def acknowledged(self, now: float) -> list[InviteServerAction]:
         """The TU saw the ACK of our 2xx: stop retransmitting it."""
-        self._apply(InviteServerInput.ACKED_2XX, now)
-        return self.take_actions()
-
-    def handle_timer(self, now: float) -> list[InviteServerAction]:
-        for timer, deadline in sorted(self._deadlines.items(), key=lambda item: item[1]):
-            if deadline <= now and timer in self._deadlines:
-                del self._deadlines[timer]
-                self._apply(timer, deadline)
-        return self.take_actions()
+        return self._input(InviteServerInput.ACKED_2XX, now)
 
     def transport_failed(self, now: float) -> list[InviteServerAction]:
-        self._apply(InviteServerInput.TRANSPORT_ERROR, now)
-        return self.take_actions()
-
-    def _apply(self, kind: InviteServerInput, now: float) -> None:
-        entry = _TABLE.get((self.state, kind))
-        if entry is None:
-            return
-        steps, next_state = entry
-        self._now = now
-        for step in steps:
-            getattr(self, "_" + step)()
-        self.state = next_state
-        if next_state is InviteServerState.TERMINATED:
-            self._deadlines.clear()
+        return self._input(InviteServerInput.TRANSPORT_ERROR, now)
 
     def _send(self) -> None:
         assert self._pending is not None

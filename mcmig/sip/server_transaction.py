@@ -13,6 +13,7 @@ from enum import Enum
 
 from mcmig.sip.client_transaction import Transmit, TransportError
 from mcmig.sip.errors import LocalProtocolError
+from mcmig.sip.machine import TableMachine
 from mcmig.sip.message import Request, Response
 from mcmig.sip.peer import TransportAddress
 from mcmig.sip.responses import make_response
@@ -38,7 +39,7 @@ class ServerInput(Enum):
 ServerAction = Transmit | TransportError
 
 S, I = ServerState, ServerInput  # noqa: E741 - short names keep the table readable
-_TABLE: dict[tuple[ServerState, ServerInput], tuple[tuple[str, ...], ServerState]] = {
+TABLE: dict[tuple[ServerState, ServerInput], tuple[tuple[str, ...], ServerState]] = {
     (S.TRYING, I.REQUEST): ((), S.TRYING),
     (S.TRYING, I.TU_PROVISIONAL): (("send",), S.PROCEEDING),
     (S.TRYING, I.TU_FINAL): (("send", "complete"), S.COMPLETED),
@@ -55,7 +56,7 @@ _TABLE: dict[tuple[ServerState, ServerInput], tuple[tuple[str, ...], ServerState
 del S, I
 
 
-class NonInviteServerTransaction:
+class NonInviteServerTransaction(TableMachine[ServerState, ServerInput, ServerAction]):
     """Receives one non-INVITE request and carries the TU's responses to it."""
 
     def __init__(
@@ -67,37 +68,26 @@ class NonInviteServerTransaction:
         now: float,
         key: Hashable = None,
     ) -> None:
+        super().__init__(ServerState.TRYING, now)
         self.key = key
         self.request = request
         self.source = source
         self.destination = response_destination
-        self.state = ServerState.TRYING
         self.received_at = now
         self.absorbed = 0
         self._timers = timers
         self._reliable = source.reliable
         self._last: Response | None = None
         self._pending: Response | None = None
-        self._actions: list[ServerAction] = []
-        self._deadlines: dict[ServerInput, float] = {}
         if not self._reliable:
-            self._deadlines[ServerInput.TIMER_100] = now + timers.t2
-        self._now = now
+            self._arm(ServerInput.TIMER_100, timers.t2)
 
-    @property
-    def terminated(self) -> bool:
-        return self.state is ServerState.TERMINATED
+    TABLE = TABLE  # type: ignore[assignment]
+    TERMINATED = ServerState.TERMINATED
 
     @property
     def last_response(self) -> Response | None:
         return self._last
-
-    def next_deadline(self) -> float | None:
-        return min(self._deadlines.values()) if self._deadlines else None
-
-    def take_actions(self) -> list[ServerAction]:
-        actions, self._actions = self._actions, []
-        return actions
 
     # -- inputs ----------------------------------------------------------------
     def receive_retransmission(self, now: float) -> list[ServerAction]:
@@ -119,32 +109,12 @@ class NonInviteServerTransaction:
         kind = ServerInput.TU_PROVISIONAL if status < 200 else ServerInput.TU_FINAL
         return self._input(kind, now)
 
-    def handle_timer(self, now: float) -> list[ServerAction]:
-        for timer, deadline in sorted(self._deadlines.items(), key=lambda item: item[1]):
-            if deadline <= now and timer in self._deadlines:
-                del self._deadlines[timer]
-                self._apply(timer, deadline)
-        return self.take_actions()
-
     def transport_failed(self, now: float) -> list[ServerAction]:
         return self._input(ServerInput.TRANSPORT_ERROR, now)
 
-    def _input(self, kind: ServerInput, now: float) -> list[ServerAction]:
-        self._apply(kind, now)
-        return self.take_actions()
-
-    def _apply(self, kind: ServerInput, now: float) -> None:
-        entry = _TABLE.get((self.state, kind))
-        if entry is not None:
-            steps, next_state = entry
-            self._now = now
-            for step in steps:
-                getattr(self, "_" + step)()
-            self.state = next_state
-            if next_state is not ServerState.TRYING:
-                self._deadlines.pop(ServerInput.TIMER_100, None)
-            if next_state is ServerState.TERMINATED:
-                self._deadlines.clear()
+    def _entered(self, state: ServerState) -> None:
+        if state is not ServerState.TRYING:
+            self._disarm(ServerInput.TIMER_100)  # RFC 4320's 100 is only for a TU still busy
 
     # -- steps -----------------------------------------------------------------
     def _send(self) -> None:
