@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from mcmig.bench import cli as bench
-from mcmig.commands import certs, client, credentials, demo, deploy, migrate, registry
+from mcmig.commands import certs, client, credentials, demo, deploy, ladder, migrate, registry
 from mcmig.commands.common import EXIT_USAGE, UsageError
 from mcmig.node.runtime import SipNode
 from mcmig.nodes.responder import Responder
@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     responder.set_defaults(func=_cmd_responder)
 
-    for module in (demo, deploy, migrate, client, credentials, certs, registry, bench):
+    for module in (demo, deploy, migrate, client, credentials, certs, registry, ladder, bench):
         module.add_arguments(sub)
     return parser
 

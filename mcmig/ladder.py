@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from mcmig.mc.body import CONTENT_TYPE, BodyError, MigrationFailure, MigrationRequest, decode
 from mcmig.sip.message import Request, Response
 from mcmig.sip.peer import TransportAddress
-from mcmig.trace import TraceEntry
+
+
+class LadderEntry(Protocol):
+    """One arrow: a trace entry or a message read from a capture."""
+
+    @property
+    def time(self) -> float: ...
+    @property
+    def source(self) -> TransportAddress: ...
+    @property
+    def destination(self) -> TransportAddress: ...
+    @property
+    def message(self) -> Request | Response: ...
+    @property
+    def label(self) -> str: ...
+
 
 COLUMN = 22
 
 
-def _detail(message: Request | Response) -> str:
+def detail(message: Request | Response) -> str:
     if message.content_type != CONTENT_TYPE or not message.body:
         return ""
     try:
@@ -29,7 +45,7 @@ def _detail(message: Request | Response) -> str:
 
 
 def render(
-    entries: list[TraceEntry],
+    entries: Sequence[LadderEntry],
     lifelines: list[str],
     name_of: Callable[[TransportAddress], str],
     steps: list[str] | None = None,
@@ -70,8 +86,8 @@ def render(
         lines.append(
             "".join(row)[: width + COLUMN].rstrip() + f"   +{(entry.time - start) * 1000:6.1f} ms"
         )
-        detail = _detail(entry.message)
-        lines.append(f"{'':4}{entry.source} -> {entry.destination} {detail}".rstrip())
+        extra = detail(entry.message)
+        lines.append(f"{'':4}{entry.source} -> {entry.destination} {extra}".rstrip())
         if notes and step - 1 in notes:
             lines.append(f"{'':4}{notes[step - 1]}")
     return "\n".join(lines)

@@ -8,7 +8,7 @@ import sys
 
 from mcmig.commands.common import EXIT_OK, EXIT_SIP_FAILURE, UsageError, load
 from mcmig.mc.body import BodyError, service_id_uri
-from mcmig.node.runtime import SipNode
+from mcmig.node.runtime import SipNode, SipTimeoutError, SipTransportError
 from mcmig.nodes.phone import place_call
 from mcmig.nodes.ue import UserEquipment, send_data
 from mcmig.transport.base import split_hostport
@@ -102,6 +102,9 @@ def run_send(args: argparse.Namespace) -> int:
             response = await send_data(
                 node, deployment, args.sender, args.to, args.text.encode(), args.content_type
             )
+        except (SipTimeoutError, SipTransportError) as exc:
+            print(f"no final response: {exc}")
+            return EXIT_SIP_FAILURE
         finally:
             await node.stop()
         contact = f" Contact: {response.get('Contact')}" if response.status // 100 == 3 else ""

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from pathlib import Path
 
+from mcmig.capture.attach import record_nodes
+from mcmig.capture.writer import PcapRecorder
 from mcmig.commands.common import load, state_dir_of, until_signalled
 from mcmig.deployment import RunningDeployment, start_deployment
 
@@ -22,6 +25,11 @@ def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     up.add_argument(
         "--state-dir", metavar="DIR", help="where registries are kept (default state/<deployment>)"
     )
+    up.add_argument(
+        "--pcap",
+        metavar="DIR",
+        help="record every message sent and received into DIR/<deployment>.pcap",
+    )
     up.set_defaults(func=run_up)
 
 
@@ -31,9 +39,14 @@ def run_up(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         running: list[RunningDeployment] = []
+        recorders: list[PcapRecorder] = []
 
         async def started() -> None:
             running.append(await start_deployment(deployment, state_dir))
+            if args.pcap:
+                recorder = PcapRecorder(Path(args.pcap) / f"{deployment.name}.pcap")
+                recorders.append(recorder)
+                record_nodes(running[0].nodes, recorder)
             nodes = ", ".join(f"{n.name} {n.address}" for n in running[0].nodes)
             print(f"deployment {deployment.name} ready: {nodes}; state in {state_dir}", flush=True)
 
@@ -42,6 +55,8 @@ def run_up(args: argparse.Namespace) -> int:
         finally:
             if running:
                 await running[0].stop()
+            for recorder in recorders:
+                recorder.close()
 
     asyncio.run(main())
     return 0
