@@ -10,7 +10,17 @@ import sys
 from collections.abc import Sequence
 
 from mcmig.bench import cli as bench
-from mcmig.commands import certs, client, credentials, demo, deploy, ladder, migrate, registry
+from mcmig.commands import (
+    certs,
+    client,
+    credentials,
+    demo,
+    deploy,
+    ladder,
+    migrate,
+    registry,
+    replay,
+)
 from mcmig.commands.common import EXIT_USAGE, UsageError
 from mcmig.node.runtime import SipNode
 from mcmig.nodes.responder import Responder
@@ -69,7 +79,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     responder.set_defaults(func=_cmd_responder)
 
-    for module in (demo, deploy, migrate, client, credentials, certs, registry, ladder, bench):
+    for module in (
+        demo,
+        deploy,
+        migrate,
+        client,
+        credentials,
+        certs,
+        registry,
+        ladder,
+        replay,
+        bench,
+    ):
         module.add_arguments(sub)
     return parser
 
