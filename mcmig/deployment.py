@@ -14,6 +14,7 @@ from mcmig.nodes.ue import UserEquipment
 from mcmig.profiles.keys import idms_key
 from mcmig.profiles.model import Deployment
 from mcmig.sip.timers import TimerConfig
+from mcmig.transport.memory import MemoryNetwork
 from mcmig.transport.tls import client_context, server_context
 
 
@@ -42,6 +43,7 @@ async def start_deployment(
     state_dir: Path,
     only: set[str] | None = None,
     timers: TimerConfig | None = None,
+    network: MemoryNetwork | None = None,
 ) -> RunningDeployment:
     """Start every node (or those named in ``only``); stop what started if one fails."""
     running = RunningDeployment(deployment)
@@ -51,7 +53,13 @@ async def start_deployment(
             for server in system.servers:
                 if only is not None and server.name not in only:
                     continue
-                node = SipNode(server.name, server.listen.host, server.listen.port, timers=timers)
+                node = SipNode(
+                    server.name,
+                    server.listen.host,
+                    server.listen.port,
+                    timers=timers,
+                    network=network,
+                )
                 path = registry_path(state_dir, server.name)
                 store, visitors = SqliteMigrationStore(path), SqliteVisitorStore(path)
                 running.servers[server.name] = McServer(
@@ -62,10 +70,18 @@ async def start_deployment(
             gw = system.gateway
             if gw is not None and (only is None or gw.name in only):
                 internal = SipNode(
-                    f"{gw.name}/internal", gw.internal.host, gw.internal.port, timers=timers
+                    f"{gw.name}/internal",
+                    gw.internal.host,
+                    gw.internal.port,
+                    timers=timers,
+                    network=network,
                 )
                 external = SipNode(
-                    f"{gw.name}/external", gw.external.host, gw.external.port, timers=timers
+                    f"{gw.name}/external",
+                    gw.external.host,
+                    gw.external.port,
+                    timers=timers,
+                    network=network,
                 )
                 running.gateways[gw.name] = McGateway(internal, external, system, gw)
                 for node in (internal, external):
@@ -79,7 +95,13 @@ async def start_deployment(
         for profile in deployment.clients:
             if only is not None and profile.name not in only:
                 continue
-            node = SipNode(profile.name, profile.listen.host, profile.listen.port, timers=timers)
+            node = SipNode(
+                profile.name,
+                profile.listen.host,
+                profile.listen.port,
+                timers=timers,
+                network=network,
+            )
             running.clients[profile.name] = UserEquipment(node, profile.user, deployment)
             await node.start()
             running.nodes.append(node)

@@ -36,6 +36,7 @@ from mcmig.sip.transaction_layer import (
 )
 from mcmig.sip.uri import SipUri
 from mcmig.transport.base import TransportConfig, format_hostport
+from mcmig.transport.memory import MemoryNetwork, MemoryTransport
 from mcmig.transport.stream import StreamTransport
 from mcmig.transport.udp import UdpTransport
 
@@ -78,6 +79,7 @@ class SipNode:
         timers: TimerConfig | None = None,
         transport_config: TransportConfig | None = None,
         server_header: str | None = None,
+        network: MemoryNetwork | None = None,
     ) -> None:
         self.name = name
         self.host = host
@@ -95,6 +97,8 @@ class SipNode:
         self.log = logging.getLogger(f"mcmig.node.{name}")
         self._server_header = server_header
         self._udp: UdpTransport | None = None
+        self._network = network
+        self._memory: MemoryTransport | None = None
         self._streams: dict[str, StreamTransport] = {}
         self._pending: dict[int, asyncio.Future[Response]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -105,6 +109,11 @@ class SipNode:
     # -- lifecycle ---------------------------------------------------------------
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        if self._network is not None:
+            self._memory = self._network.attach(
+                self.host, self.port, self._on_bytes, self._on_failure
+            )
+            return
         self._udp = await UdpTransport.bind(self.host, self.port, self._on_bytes, self._on_failure)
         if self.port == 0:
             self.port = self._udp.local_port
@@ -143,6 +152,8 @@ class SipNode:
                 fut.set_exception(SipTransportError("node stopped"))
         if self._udp is not None:
             self._udp.close()
+        if self._memory is not None:
+            self._memory.close()
         for stream in self._streams.values():
             await stream.close()
 
@@ -488,6 +499,9 @@ class SipNode:
         for observer in self.observers:
             observer("sent", message, self._local(destination.transport), destination)
         data = message.serialize()
+        if self._memory is not None:
+            self._memory.send(data, destination)
+            return
         if destination.transport == "UDP":
             assert self._udp is not None
             self._udp.send(data, destination)
