@@ -2,13 +2,13 @@
 
 Deployments of 2 to 5 systems, all with gateways or all without, with
 arbitrary user policies, visitor policies and peer lists; sequences of
-migrate / release / data. Invariants, checked against an independent model:
+migrate / release / data / call. Invariants, checked against an independent model:
   1. a migration is accepted by the user's primary server, or refused by
      exactly the node that owns the failing check, with the PROFILE cause;
   2. every response returns to the node that sent the request;
   3. the registry holds, for each user, exactly the last accepted migration
      not since released;
-  4. data to a migrated user goes to the user's current partner system only;
+  4. data and calls to a migrated user go to its current partner system only;
   5. with gateways, nothing of a system's inside reaches another system.
 """
 
@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from mcmig.deployment import start_deployment
 from mcmig.mc.policy import PrimaryPolicy, UserRule, UserSelector, VisitorPolicy
 from mcmig.node.runtime import SipNode
+from mcmig.nodes.phone import place_call
 from mcmig.nodes.ue import UserEquipment, send_data
 from mcmig.profiles.model import (
     ClientProfile,
@@ -234,6 +235,19 @@ async def _run(
                         f"s{home}-server",
                         f"s{where}-server",
                     }  # 4: only the current partner
+            elif kind == "call":
+                outcome = await place_call(
+                    callers[home],
+                    "sip:caller@" + domain(home),
+                    f"sip:{user}@{domain(home)}",
+                    deployment.system(domain(home)).servers[0].listen.address(),
+                    hold=0.01,
+                )  # type: ignore[union-attr]
+                where = current.get((home, user))
+                assert outcome.status == (480 if where is None else 200)
+                if where is not None:
+                    servers = {e.node for e in trace.entries if e.node.endswith("-server")}
+                    assert servers == {f"s{home}-server", f"s{where}-server"}  # 4: calls too
             await asyncio.sleep(0.05)  # background releases to earlier partners
             _check_registry(running, spec, current)
             _check_responses_return(trace)
