@@ -8,9 +8,17 @@ import platform
 import time
 from pathlib import Path
 
+from mcmig.bench import e2e as e2e_bench
 from mcmig.bench import parser as parser_bench
+from mcmig.bench import registry as registry_bench
+from mcmig.bench import relay as relay_bench
 
-SUITES = {"parser": (parser_bench.measure, parser_bench.report)}
+SUITES = {
+    "parser": (parser_bench.measure, parser_bench.report),
+    "registry": (registry_bench.measure, registry_bench.report),
+    "e2e": (e2e_bench.measure, e2e_bench.report),
+    "relay": (relay_bench.measure, relay_bench.report),
+}
 
 
 def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -48,4 +56,8 @@ def run(args: argparse.Namespace) -> int:
     path = args.out / f"{args.suite}{'-quick' if args.quick else ''}.json"
     path.write_text(json.dumps(results, indent=2) + "\n")
     print(f"written {path}")
+    if args.suite == "e2e":
+        plot = args.out / f"e2e{'-quick' if args.quick else ''}-latency.svg"
+        plot.write_text(e2e_bench.plot_svg(results))
+        print(f"written {plot}")
     return 0

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from mcmig.capture.attach import record_nodes
 from mcmig.capture.writer import PcapRecorder
-from mcmig.commands.common import load, state_dir_of, until_signalled
+from mcmig.commands.common import UsageError, load, state_dir_of, until_signalled
 from mcmig.deployment import RunningDeployment, start_deployment
 
 
@@ -24,6 +24,9 @@ def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     up.add_argument(
         "--state-dir", metavar="DIR", help="where registries are kept (default state/<deployment>)"
+    )
+    up.add_argument(
+        "--only", metavar="NAME[,NAME]", help="start only these nodes (e.g. one node per process)"
     )
     up.add_argument(
         "--pcap",
@@ -42,7 +45,11 @@ def run_up(args: argparse.Namespace) -> int:
         recorders: list[PcapRecorder] = []
 
         async def started() -> None:
-            running.append(await start_deployment(deployment, state_dir))
+            only = set(args.only.split(",")) if args.only else None
+            if only is not None and not only <= set(deployment.node_names()):
+                unknown = ", ".join(sorted(only - set(deployment.node_names())))
+                raise UsageError(f"no node {unknown} in {args.profile}")
+            running.append(await start_deployment(deployment, state_dir, only=only))
             if args.pcap:
                 recorder = PcapRecorder(Path(args.pcap) / f"{deployment.name}.pcap")
                 recorders.append(recorder)

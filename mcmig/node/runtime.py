@@ -64,6 +64,7 @@ class NodeStats:
     malformed: int = 0
     answered_malformed: int = 0
     handler_errors: int = 0
+    retransmissions: int = 0  # of our own requests, over UDP (Timer E)
     by_method: dict[str, int] = field(default_factory=dict)
 
 
@@ -200,6 +201,7 @@ class SipNode:
             return await future
         finally:
             self._pending.pop(id(txn), None)
+            self.stats.retransmissions += txn.retransmissions
 
     # -- receiving ---------------------------------------------------------------
     def _on_bytes(self, data: bytes, source: TransportAddress, datagram: bool) -> None:

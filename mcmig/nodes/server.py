@@ -18,8 +18,10 @@ from mcmig.mc.body import (
 )
 from mcmig.mc.causes import Cause, failure_response, unsupported_media_type
 from mcmig.mc.registry import (
+    GroupCommit,
     MigrationRecord,
     MigrationStore,
+    SqliteMigrationStore,
     SqliteVisitorStore,
     VisitorBinding,
     new_record,
@@ -55,6 +57,7 @@ class McServer:
         self.verifier = verifier
         self.visitors = visitors
         self.locator = UserLocator(system, store, visitors)
+        self.commits = GroupCommit(store) if isinstance(store, SqliteMigrationStore) else None
         self.psi = parse_sip_uri(system.migration_psi)
         self._tasks: set[asyncio.Task[None]] = set()
         node.handlers["MESSAGE"] = self.on_message
@@ -91,7 +94,7 @@ class McServer:
             if to_psi:
                 return await self.partner_role(request, body)
             if request.uri.host.lower() == self.system.domain:
-                return self.primary_role(request, body)
+                return await self.primary_role(request, body)
         elif isinstance(body, MigrationRelease):
             if to_psi:
                 return await self.visitor_leaves(request, body)
@@ -196,7 +199,7 @@ class McServer:
         return make_response(request, 200)
 
     # -- primary role: PROFILE 2.4, steps 6 to 8, and section 3 -------------------------------
-    def primary_role(self, request: Request, body: MigrationRequest) -> Response:
+    async def primary_role(self, request: Request, body: MigrationRequest) -> Response:
         user = body.mc_service_id
         if body.partner_system is None or body.partner_address is None:
             return self.fail(
@@ -211,8 +214,10 @@ class McServer:
                 Cause.MIGRATION_NOT_PERMITTED,
                 f"{user} may not migrate to {body.partner_system}",
             )
-        stored, previous = self.store.put(
-            new_record(user, body.partner_system, body.partner_address, body.temporary_id)
+        record = new_record(user, body.partner_system, body.partner_address, body.temporary_id)
+        # committed before the 200 (PROFILE 2.4), in a group commit under load
+        stored, previous = (
+            await self.commits.put(record) if self.commits else self.store.put(record)
         )
         self.visitors.unbind(user)  # no longer at home
         if previous is not None and not previous.same_migration(stored):

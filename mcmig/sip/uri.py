@@ -36,8 +36,9 @@ def is_host(text: str) -> bool:
     return _HOST_RE.match(text) is not None
 
 
+@lru_cache(maxsize=4096)
 def is_ip_address(host: str) -> bool:
-    """An IPv4 address, or an IPv6 address bare or in brackets."""
+    """An IPv4 address, or an IPv6 address bare or in brackets (cached: hosts repeat)."""
     try:
         ipaddress.ip_address(host[1:-1] if host.startswith("[") else host)
     except ValueError:

@@ -1,4 +1,4 @@
-"""The benchmark harness runs and writes figures (quick mode; no timing is asserted)."""
+"""The benchmark harnesses run and write figures (quick modes; no timing is asserted)."""
 
 from __future__ import annotations
 
@@ -7,20 +7,51 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support.tools import ROOT
+import pytest
+
+from tests.support.tools import ROOT, require
 
 
-def test_parser_bench_quick(tmp_path: Path) -> None:
+def bench(suite: str, out: Path) -> dict[str, object]:
     result = subprocess.run(
-        [sys.executable, "-m", "mcmig.cli", "bench", "parser", "--quick", "--out", str(tmp_path)],
+        [sys.executable, "-m", "mcmig.cli", "bench", suite, "--quick", "--out", str(out)],
         capture_output=True,
         text=True,
         cwd=ROOT,
-        timeout=120,
+        timeout=300,
     )
-    assert result.returncode == 0, result.stderr
-    assert "round_trip_per_s" in result.stdout
-    figures = json.loads((tmp_path / "parser-quick.json").read_text())
-    assert figures["mcmig"]["round_trip_per_s"] > 0
+    assert result.returncode == 0, result.stdout + result.stderr
+    return json.loads((out / f"{suite}-quick.json").read_text())  # type: ignore[no-any-return]
+
+
+def test_parser_bench_quick(tmp_path: Path) -> None:
+    figures = bench("parser", tmp_path)
+    assert figures["mcmig"]["round_trip_per_s"] > 0  # type: ignore[index]
     assert figures["aiosipua"] is not None, "the bench extra (aiosipua) is not installed"
-    assert figures["aiosipua"]["round_trip_per_s"] > 0
+
+
+def test_registry_bench_quick(tmp_path: Path) -> None:
+    figures = bench("registry", tmp_path)
+    assert figures["records"] == 10_000 and figures["lookup_p99_us"] > 0  # type: ignore[operator]
+
+
+def test_e2e_bench_quick(tmp_path: Path) -> None:
+    figures = bench("e2e", tmp_path)
+    (step,) = figures["steps"]  # type: ignore[misc]
+    assert step["sent"] > 0 and step["accepted"] + step["failed"] == step["sent"]
+    assert set(step["cpu_s_per_1000"]) == {
+        "primary-server",
+        "primary-gw",
+        "partner-gw",
+        "partner-server",
+    }
+    assert (tmp_path / "e2e-quick-latency.svg").read_text().startswith("<svg")
+
+
+@pytest.mark.interop
+def test_relay_bench_quick(tmp_path: Path) -> None:
+    require("sipp")
+    require("kamailio")
+    figures = bench("relay", tmp_path)
+    for box in ("mcmig", "kamailio"):
+        assert figures[box]["transactions"] == 300 and figures[box]["cpu_us_per_transaction"] > 0  # type: ignore[index]

@@ -1,0 +1,204 @@
+# ruff: noqa: E501 - command lines and tables read best unwrapped
+"""Relay cost side by side: SIPp UAC -> middle box -> SIPp UAS, MESSAGE at a fixed rate.
+
+The middle box is (a) the mcmig gateway (sip_profiles/bench-relay.yaml) and
+(b) Kamailio 5.6 with a stateful t_relay() (kamailio/bench-relay.cfg), run
+one after the other in the same benchmark at the same rate. Figure: CPU
+microseconds per relayed transaction of each middle box (all its processes),
+from /proc, and their ratio.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from mcmig.bench.procstat import cpu_seconds, group_pids, peak_rss_mb
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _sipp(args: list[str], cwd: Path) -> subprocess.Popen[str]:
+    sipp = shutil.which("sipp")
+    if sipp is None:
+        raise RuntimeError("sipp is not installed (./scripts/setup installs sip-tester)")
+    return subprocess.Popen(
+        [sipp, "-nostdin", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _run_through(
+    box: str,
+    entry: str,
+    uas_ip: str,
+    uac_ip: str,
+    pids: list[int],
+    rate: int,
+    count: int,
+    folder: Path,
+    ctrl: int,
+) -> dict[str, Any]:
+    uas = _sipp(
+        [
+            "-sf",
+            str(ROOT / "sipp/message_uas.xml"),
+            "-i",
+            uas_ip,
+            "-p",
+            "5060",
+            "-cp",
+            str(ctrl),
+            "-trace_err",
+        ],
+        folder,
+    )
+    time.sleep(0.5)
+    before = sum(cpu_seconds(p) for p in pids)
+    uac = _sipp(
+        [
+            "-sf",
+            str(ROOT / "sipp/relay_uac.xml"),
+            "-i",
+            uac_ip,
+            "-p",
+            "5070",
+            "-cp",
+            str(ctrl + 1),
+            "-m",
+            str(count),
+            "-r",
+            str(rate),
+            "-s",
+            "u",
+            "-timeout",
+            "120s",
+            "-timeout_error",
+            entry,
+        ],
+        folder,
+    )
+    out, _ = uac.communicate(timeout=count / rate * 5 + 120)
+    after = sum(cpu_seconds(p) for p in pids)
+    uas.send_signal(signal.SIGINT)
+    try:
+        uas.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        uas.kill()
+    ok = re.search(r"Successful call\s*\|\s*\d+\s*\|\s*(\d+)", out)
+    failed = re.search(r"Failed call\s*\|\s*\d+\s*\|\s*(\d+)", out)
+    successful = int(ok.group(1)) if ok else 0
+    return {
+        "middle_box": box,
+        "transactions": successful,
+        "failed": int(failed.group(1)) if failed else count,
+        "cpu_s": after - before,
+        "cpu_us_per_transaction": (after - before) * 1e6 / max(successful, 1),
+        "peak_rss_mb": sum(peak_rss_mb(p) for p in pids),
+    }
+
+
+def measure(quick: bool = False) -> dict[str, Any]:
+    rate, count = (100, 300) if quick else (400, 8000)
+    with tempfile.TemporaryDirectory(prefix="mcmig-bench-relay-") as name:
+        folder = Path(name)
+        gw = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "mcmig.cli",
+                "up",
+                "sip_profiles/bench-relay.yaml",
+                "--only",
+                "relay-gw",
+                "--state-dir",
+                str(folder / "state"),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert gw.stdout is not None and "ready" in gw.stdout.readline()
+        try:
+            ours = _run_through(
+                "mcmig gateway",
+                "127.0.40.1:5060",
+                "127.0.40.3",
+                "127.0.40.4",
+                [gw.pid],
+                rate,
+                count,
+                folder,
+                8600,
+            )
+        finally:
+            gw.send_signal(signal.SIGTERM)
+            gw.wait(timeout=20)
+        kamailio = shutil.which("kamailio")
+        if kamailio is None:
+            raise RuntimeError("kamailio is not installed (./scripts/setup installs it)")
+        (folder / "k").mkdir()
+        kam = subprocess.Popen(
+            [
+                kamailio,
+                "-f",
+                str(ROOT / "kamailio/bench-relay.cfg"),
+                "-DD",
+                "-E",
+                "-Y",
+                str(folder / "k"),
+                "-P",
+                str(folder / "k" / "pid"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            time.sleep(1.5)
+            theirs = _run_through(
+                "Kamailio 5.6 t_relay",
+                "127.0.41.1:5060",
+                "127.0.41.3",
+                "127.0.41.4",
+                group_pids(kam.pid),
+                rate,
+                count,
+                folder,
+                8700,
+            )
+        finally:
+            os.killpg(kam.pid, signal.SIGTERM)
+            kam.wait(timeout=20)
+    return {
+        "rate_per_s": rate,
+        "transactions_each": count,
+        "mcmig": ours,
+        "kamailio": theirs,
+        "ratio": ours["cpu_us_per_transaction"] / max(theirs["cpu_us_per_transaction"], 1e-9),
+    }
+
+
+def report(results: dict[str, Any]) -> str:
+    lines = [
+        f"relay cost: SIPp UAC -> middle box -> SIPp UAS, MESSAGE at {results['rate_per_s']}/s, {results['transactions_each']} each"
+    ]
+    for key in ("mcmig", "kamailio"):
+        r = results[key]
+        lines.append(
+            f"  {r['middle_box']:<22} {r['transactions']:>6} ok {r['failed']:>4} failed  {r['cpu_us_per_transaction']:>8.0f} us CPU per transaction  peak RSS {r['peak_rss_mb']:.0f} MB"
+        )
+    lines.append(f"  ratio mcmig / Kamailio: {results['ratio']:.2f}")
+    return "\n".join(lines)
