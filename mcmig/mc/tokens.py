@@ -98,6 +98,8 @@ class TokenVerifier:
         self.audience = audience
         self._keys = {k.kid: k for k in keys}
         self._leeway = leeway
+        # jti -> exp: a token is good for one authorization; kept until it expires
+        self._seen: dict[str, float] = {}
 
     def verify(self, token: str, mc_service_id: str) -> dict[str, Any]:
         try:
@@ -125,4 +127,13 @@ class TokenVerifier:
             raise TokenError("issued in the future")
         if claims["sub"] != mc_service_id:
             raise TokenError("sub does not match the MC service ID")
+        self._remember(str(claims["jti"]), float(claims["exp"]))
         return claims
+
+    def _remember(self, jti: str, expires: float) -> None:
+        now = time.time()
+        if jti in self._seen and self._seen[jti] + self._leeway >= now:
+            raise TokenError("token replayed (jti already used)")
+        if len(self._seen) > 10000:  # keep the memory bounded: forget what expired
+            self._seen = {j: e for j, e in self._seen.items() if e + self._leeway >= now}
+        self._seen[jti] = expires

@@ -65,6 +65,7 @@ class NodeStats:
     answered_malformed: int = 0
     handler_errors: int = 0
     retransmissions: int = 0  # of our own requests, over UDP (Timer E)
+    shed: int = 0  # requests answered 503 because the node was overloaded
     by_method: dict[str, int] = field(default_factory=dict)
 
 
@@ -89,6 +90,12 @@ class SipNode:
         self.layer = TransactionLayer(timers)
         self.config = transport_config or TransportConfig()
         self.handlers: dict[str, Handler] = {"OPTIONS": self._options}
+        # Load shedding (503 overloaded + Retry-After) past this many requests in hand.
+        self.max_pending = 256
+        self.retry_after = 2
+        self.public_name = "-"
+        self.shed_body: bytes | None = None
+        self.shed_content_type = "application/octet-stream"
         self.invite_handler: InviteHandler | None = None
         self.dialogs: dict[tuple[str, str], Dialog] = {}
         self._invites: dict[int, OutgoingInvite] = {}
@@ -297,6 +304,9 @@ class SipNode:
         if request.to.tag is not None:
             self._in_dialog(request, source, txn)
             return
+        if self._overloaded(request):
+            self._respond(txn, self._shed(request))
+            return
         if request.method == "INVITE":
             assert isinstance(txn, InviteServerTransaction)
             if self.invite_handler is None:
@@ -312,6 +322,32 @@ class SipNode:
             return
         assert isinstance(txn, NonInviteServerTransaction)
         self._spawn(self._run_handler(handler, txn, source))
+
+    def _overloaded(self, request: Request) -> bool:
+        """Too much in hand already: new work is refused early, at almost no cost,
+        rather than accepted and left to time out (which makes peers retransmit)."""
+        return request.method != "OPTIONS" and len(self._tasks) >= self.max_pending
+
+    def _shed(self, request: Request) -> Response:
+        self.stats.shed += 1
+        if self.stats.shed % 1000 == 1:
+            self.log.warning(
+                "overloaded: %d requests in hand, answering 503 (%d so far)",
+                len(self._tasks),
+                self.stats.shed,
+            )
+        headers = [
+            ("Retry-After", str(self.retry_after)),
+            (
+                "Warning",
+                f'399 {self.public_name} "overloaded: {len(self._tasks)} requests in progress"',
+            ),
+        ]
+        body = b""
+        if self.shed_body is not None:
+            body = self.shed_body
+            headers.append(("Content-Type", self.shed_content_type))
+        return make_response(request, 503, headers=headers, body=body)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)

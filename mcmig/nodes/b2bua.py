@@ -68,3 +68,14 @@ def too_many_hops(request: Request) -> Response | None:
 def next_max_forwards(request: Request) -> int:
     value = request.max_forwards
     return 69 if value is None else value - 1
+
+
+def shed_like_the_profile(node: SipNode, public_name: str) -> None:
+    """Load shedding answers as PROFILE 2.5 says: 503 overloaded, Retry-After, cause body."""
+    from mcmig.mc.body import CONTENT_TYPE, MigrationFailure, encode
+
+    node.public_name = public_name
+    node.shed_body = encode(
+        MigrationFailure(Cause.OVERLOADED.token, "too many requests in progress")
+    )
+    node.shed_content_type = CONTENT_TYPE

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from mcmig.mc.body import BodyError, is_migration_request
+from mcmig.mc.body import BodyError, claimed_partner_system, is_migration_request
 from mcmig.mc.causes import Cause, failure_response
 from mcmig.node.dialogs import InviteServerHandle
 from mcmig.node.runtime import SipNode
-from mcmig.nodes.b2bua import forward, next_max_forwards, too_many_hops
+from mcmig.nodes.b2bua import forward, next_max_forwards, shed_like_the_profile, too_many_hops
 from mcmig.nodes.call_relay import relay_invite
 from mcmig.nodes.hiding import (
     crossing_request,
@@ -52,6 +52,8 @@ class McGateway:
         external.handlers["OPTIONS"] = self.options
         internal.invite_handler = self.outbound_invite
         external.invite_handler = self.inbound_invite
+        for node in (internal, external):
+            shed_like_the_profile(node, system.public_name)
 
     @property
     def agent(self) -> str:
@@ -120,6 +122,19 @@ class McGateway:
             return self.fail(self.external, request, Cause.PEER_NOT_AUTHORIZED, refusal)
         return make_response(request, 200, headers=[("Allow", self.external.allow_header())])
 
+    def _claimed_system(self, request: Request, source: TransportAddress) -> str | None:
+        """A peer may speak only for itself: in a migration request or release for one of
+        our users, partner-system must name that peer. (A release our primary sends to a
+        partner names the partner itself, and is not checked here.)"""
+        uri = request.uri
+        if not isinstance(uri, SipUri) or not self.system.users.is_user(uri.user or ""):
+            return None
+        claimed = claimed_partner_system(request)
+        peer = self._peer_hosts.get(source.host)
+        if claimed is not None and claimed != peer:
+            return f"partner-system {claimed} is not the peer {peer}"
+        return None
+
     def _authenticate_peer(self, source: TransportAddress) -> str | None:
         """Why a request from ``source`` is refused, or None: by address, and by
         certificate identity when the peer is configured for TLS."""
@@ -137,7 +152,7 @@ class McGateway:
 
     # -- another system -> inside (PROFILE step 5) ----------------------------------------------
     async def inbound(self, request: Request, source: TransportAddress) -> Response:
-        refusal = self._authenticate_peer(source)
+        refusal = self._authenticate_peer(source) or self._claimed_system(request, source)
         if refusal is not None:
             return self.fail(self.external, request, Cause.PEER_NOT_AUTHORIZED, refusal)
         if not isinstance(request.uri, SipUri):

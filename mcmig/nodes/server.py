@@ -29,7 +29,7 @@ from mcmig.mc.registry import (
 from mcmig.mc.tokens import TokenError, TokenVerifier
 from mcmig.node.dialogs import InviteServerHandle
 from mcmig.node.runtime import SipNode, SipTimeoutError, SipTransportError
-from mcmig.nodes.b2bua import forward, next_max_forwards, too_many_hops
+from mcmig.nodes.b2bua import forward, next_max_forwards, shed_like_the_profile, too_many_hops
 from mcmig.nodes.call_relay import relay_invite
 from mcmig.nodes.routing import Forward, Redirect, UserLocator
 from mcmig.profiles.model import ServerProfile, SystemProfile
@@ -62,6 +62,7 @@ class McServer:
         self._tasks: set[asyncio.Task[None]] = set()
         node.handlers["MESSAGE"] = self.on_message
         node.invite_handler = self.on_invite
+        shed_like_the_profile(node, system.public_name)
 
     @property
     def agent(self) -> str:
@@ -94,15 +95,34 @@ class McServer:
             if to_psi:
                 return await self.partner_role(request, body)
             if request.uri.host.lower() == self.system.domain:
+                spoofed = self._spoofed(body.partner_system, source)
+                if spoofed is not None:
+                    return self.fail(request, Cause.PEER_NOT_AUTHORIZED, spoofed)
                 return await self.primary_role(request, body)
         elif isinstance(body, MigrationRelease):
             if to_psi:
                 return await self.visitor_leaves(request, body)
             if own_user:
+                spoofed = self._spoofed(body.partner_system, source)
+                if spoofed is not None:
+                    return self.fail(request, Cause.PEER_NOT_AUTHORIZED, spoofed)
                 return self.primary_release(request, body)
             if request.uri.host.lower() == self.system.domain:
                 return self.partner_release(request, body)
         return self.fail(request, Cause.BAD_REQUEST, "not a migration request this server takes")
+
+    def _spoofed(self, partner_system: str | None, source: TransportAddress) -> str | None:
+        """Without a gateway, a partner's request must come from that partner's address.
+
+        (With a gateway, the gateway checked the peer and its claim; requests then
+        come from our own gateway.)
+        """
+        if self.system.gateway is not None or partner_system is None:
+            return None
+        peer = self.system.peer(partner_system)
+        if peer is None or peer.address.host != source.host:
+            return f"partner-system {partner_system} does not match {source.host}"
+        return None
 
     # -- partner role: PROFILE 2.2, steps 1 to 3 and 10 to 11 -----------------------------
     async def partner_role(self, request: Request, body: MigrationRequest) -> Response:

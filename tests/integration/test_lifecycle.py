@@ -145,9 +145,10 @@ def _release_at_primary(lab: Lab, partner: str, temporary_id: str | None) -> int
         body=encode(MigrationRelease(ALICE, partner, temporary_id)),
         content_type=CONTENT_TYPE,
     )
-    response = lab.run(
-        lab.client.send_request(request, TransportAddress("UDP", "127.0.1.10", 5060))
-    )
+    # sent by that partner's server itself: a partner may speak only for itself
+    assert lab.running is not None
+    server = lab.running.servers[partner.split(".")[0] + "-server"].node
+    response = lab.run(server.send_request(request, TransportAddress("UDP", "127.0.1.10", 5060)))
     return response.status
 
 

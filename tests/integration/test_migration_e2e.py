@@ -64,12 +64,13 @@ def test_repeat_is_idempotent(lab: Lab) -> None:
     assert system is not None
     from mcmig.profiles.keys import idms_key
 
-    token = issue_token(
-        idms_key(system), "partner.example", ALICE, temporary_id="sip:t-same@partner.example"
-    )
+    key = idms_key(system)
+    token = issue_token(key, "partner.example", ALICE, temporary_id="sip:t-same@partner.example")
     assert lab.migrate(ALICE, token).status == 200
     first = lab.registry()
-    assert lab.migrate(ALICE, token).status == 200
+    # a repeat carries a fresh token (each is good once) for the same temporary identity
+    again = issue_token(key, "partner.example", ALICE, temporary_id="sip:t-same@partner.example")
+    assert lab.migrate(ALICE, again).status == 200
     assert lab.registry() == first  # same answer, one record, first 'since' kept
 
 
@@ -366,3 +367,58 @@ def test_gateway_sheds_load_with_503_overloaded_when_its_leg_table_is_full(tmp_p
         assert lab.running.gateways["partner-gw"].in_flight == 0
     finally:
         lab.close()
+
+
+def test_a_replayed_token_is_refused_and_changes_nothing(lab: Lab) -> None:
+    token = lab.token("sip:erin@primary.example")
+    assert lab.migrate("sip:erin@primary.example", token).status == 200
+    before = lab.registry()
+    outcome = lab.migrate("sip:erin@primary.example", token)
+    assert (outcome.status, outcome.cause) == (403, "invalid-credentials")
+    assert "replayed" in outcome.text
+    assert lab.registry() == before
+
+
+def _claim(
+    lab: Lab, partner_system: str, to: TransportAddress
+) -> tuple[int, str | None, str | None]:
+    request = make_request(
+        "MESSAGE",
+        parse_sip_uri(ALICE),
+        from_uri=f"sip:migration@{partner_system}",
+        to_uri=ALICE,
+        body=encode(
+            MigrationRequest(
+                ALICE, partner_system=partner_system, partner_address="sip:127.0.9.9:5060"
+            )
+        ),
+        content_type=CONTENT_TYPE,
+    )
+    return _send_raw(lab, request, to)
+
+
+def test_a_peer_cannot_speak_for_another_system(tmp_path: Path) -> None:
+
+    deployment = _variant("sip_profiles/demo.yaml")
+    lab = Lab(deployment, tmp_path, client_host="127.0.9.2")  # we stand where partner-gw stands
+    lab.start(only={"primary-gw", "primary-server"})
+    try:
+        status, warning, _ = _claim(
+            lab, "other.example", TransportAddress("UDP", "127.0.9.1", 5060)
+        )
+        assert status == 403 and warning is not None and "peer-not-authorized" in warning
+        assert lab.registry() == []
+        assert _claim(lab, "partner.example", TransportAddress("UDP", "127.0.9.1", 5060))[0] == 200
+    finally:
+        lab.close()
+    direct = Lab("sip_profiles/direct.yaml", tmp_path / "direct", client_host="127.0.7.8")
+    direct.start(only={"primary-server"})
+    try:
+        # without gateways the primary checks that the claim comes from that partner's address
+        status, warning, _ = _claim(
+            direct, "partner.example", TransportAddress("UDP", "127.0.1.10", 5060)
+        )
+        assert status == 403 and warning is not None and "peer-not-authorized" in warning
+        assert direct.registry() == []
+    finally:
+        direct.close()

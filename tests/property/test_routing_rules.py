@@ -144,8 +144,9 @@ def expected_migration(
         return 403, "user-not-permitted-by-partner", f"s{partner}-server"
     if home not in spec.peers[partner]:
         return 404, "unknown-mc-system", f"s{partner}-gw" if spec.gateways else f"s{partner}-server"
-    if spec.gateways and partner not in spec.peers[home]:
-        return 403, "peer-not-authorized", f"s{home}-gw"
+    if partner not in spec.peers[home]:
+        # a gateway refuses non-peers; without one, the primary server does
+        return 403, "peer-not-authorized", f"s{home}-gw" if spec.gateways else f"s{home}-server"
     allowed = spec.migrate_to[(home, user)]
     if "*" not in allowed and domain(partner) not in allowed:
         return 403, "migration-not-permitted", f"s{home}-server"

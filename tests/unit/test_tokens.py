@@ -30,9 +30,11 @@ KEY = _key()
 VERIFIER = TokenVerifier("partner.example", [IdmsKey(KEY.issuer, KEY.kid, KEY.public_key)])
 
 
-def test_valid_token_with_temporary_id() -> None:
+def test_valid_token_with_temporary_id_is_good_once() -> None:
     token = issue_token(KEY, "partner.example", SUB, temporary_id="sip:t-1@partner.example")
     claims = VERIFIER.verify(token, SUB)
+    with pytest.raises(TokenError, match="replayed"):
+        VERIFIER.verify(token, SUB)
     assert claims["temporary_id"] == "sip:t-1@partner.example"
     assert {"iss", "sub", "aud", "exp", "iat", "jti"} <= set(claims)
 
