@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from collections import Counter
 
 from mcmig.mc.body import (
     CONTENT_TYPE,
@@ -60,6 +61,9 @@ class McServer:
         self.commits = GroupCommit(store) if isinstance(store, SqliteMigrationStore) else None
         self.psi = parse_sip_uri(system.migration_psi)
         self._tasks: set[asyncio.Task[None]] = set()
+        # migration requests handled in the primary role, by Call-ID: retransmissions
+        # must never be handled twice
+        self.processed: Counter[str] = Counter()
         node.handlers["MESSAGE"] = self.on_message
         node.invite_handler = self.on_invite
         shed_like_the_profile(node, system.public_name)
@@ -220,6 +224,7 @@ class McServer:
 
     # -- primary role: PROFILE 2.4, steps 6 to 8, and section 3 -------------------------------
     async def primary_role(self, request: Request, body: MigrationRequest) -> Response:
+        self.processed[request.call_id] += 1
         user = body.mc_service_id
         if body.partner_system is None or body.partner_address is None:
             return self.fail(

@@ -4,15 +4,32 @@ event loop, as bytes, with no sockets. For tests that run many nodes at once."""
 from __future__ import annotations
 
 import asyncio
+import random
+from dataclasses import dataclass
 
 from mcmig.sip.peer import TransportAddress
 from mcmig.transport.base import FailureSink, MessageSink
 
 
+@dataclass
+class Faults:
+    """What the network does to each datagram: lose it, send it twice, delay it
+    by up to ``max_delay`` seconds (which also reorders). Seeded: reproducible."""
+
+    loss: float = 0.0
+    duplicate: float = 0.0
+    max_delay: float = 0.0
+    seed: int = 1
+
+
 class MemoryNetwork:
-    def __init__(self) -> None:
+    def __init__(self, faults: Faults | None = None) -> None:
         self.endpoints: dict[tuple[str, int], MemoryTransport] = {}
         self.delivered = 0
+        self.lost = 0
+        self.duplicated = 0
+        self.faults = faults or Faults()
+        self._rng = random.Random(self.faults.seed)
 
     def attach(
         self, host: str, port: int, on_message: MessageSink, on_failure: FailureSink
@@ -44,10 +61,21 @@ class MemoryTransport:
         if target is None:
             return  # like UDP to nobody: the transaction will time out
         source = TransportAddress(destination.transport, self.host, self.port)
-        self.network.delivered += 1
-        asyncio.get_running_loop().call_soon(
-            target._on_message, data, source, destination.transport == "UDP"
-        )
+        network = self.network
+        faults, rng = network.faults, network._rng
+        datagram = destination.transport == "UDP"
+        copies = 1
+        if datagram and faults.loss and rng.random() < faults.loss:
+            network.lost += 1
+            return
+        if datagram and faults.duplicate and rng.random() < faults.duplicate:
+            network.duplicated += 1
+            copies = 2
+        loop = asyncio.get_running_loop()
+        for _ in range(copies):
+            network.delivered += 1
+            delay = rng.random() * faults.max_delay if datagram else 0.0
+            loop.call_later(delay, target._on_message, data, source, datagram)
 
     def close(self) -> None:
         if self.network.endpoints.get((self.host, self.port)) is self:
