@@ -108,6 +108,8 @@ def load_deployment(path: Path | str) -> Deployment:
         data = yaml.safe_load(path.read_text())
     except OSError as exc:
         raise ProfileError(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ProfileError(f"{path}: not UTF-8 text") from None
     except yaml.YAMLError as exc:
         raise ProfileError(f"{path}: not valid YAML: {exc}") from None
     top = _Node(data, "", path)

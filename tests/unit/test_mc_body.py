@@ -98,3 +98,14 @@ def test_encode_decode_round_trip(
 def test_decode_raises_only_body_error(data: bytes) -> None:
     with contextlib.suppress(BodyError):
         decode(data)
+
+
+def test_deep_nesting_and_huge_bodies_are_refused() -> None:
+    deep = f'<migration xmlns="{NS}">'.encode() + b"<a>" * 5000 + b"</a>" * 5000 + b"</migration>"
+    with pytest.raises(BodyError) as info:
+        decode(deep)
+    assert info.value.status in (400, 413)
+    huge = f'<migration xmlns="{NS}"><request><mc-service-id>sip:a@b.example</mc-service-id><access-token>'.encode()
+    with pytest.raises(BodyError) as info:
+        decode(huge + b"x" * 100_000 + b"</access-token></request></migration>")
+    assert info.value.status == 413

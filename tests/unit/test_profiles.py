@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mcmig.profiles import ProfileError, load_deployment
 from tests.support.tools import ROOT
@@ -120,3 +123,62 @@ def test_not_yaml_and_missing_file(tmp_path: Path) -> None:
         load_deployment(bad)
     with pytest.raises(ProfileError, match="cannot read"):
         load_deployment(tmp_path / "nope.yaml")
+
+
+KEYS = st.sampled_from(
+    [
+        "deployment",
+        "systems",
+        "clients",
+        "domain",
+        "idms",
+        "servers",
+        "gateway",
+        "peers",
+        "users",
+        "visitors",
+        "name",
+        "listen",
+        "internal",
+        "external",
+        "address",
+        "names",
+        "range",
+        "migrate_to",
+        "default",
+        "key",
+        "tls",
+        "calls",
+    ]
+)
+yaml_leaves = st.one_of(st.none(), st.booleans(), st.integers(-5, 70000), st.text(max_size=20))
+yaml_trees = st.recursive(
+    yaml_leaves,
+    lambda children: st.one_of(
+        st.lists(children, max_size=4),
+        st.dictionaries(KEYS | st.text(max_size=8), children, max_size=6),
+    ),
+    max_leaves=30,
+)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(yaml_trees)
+def test_any_document_gives_a_deployment_or_a_profile_error(
+    tmp_path_factory: pytest.TempPathFactory, tree: object
+) -> None:
+    path = tmp_path_factory.mktemp("fuzz") / "p.yaml"
+    path.write_text(yaml.safe_dump(tree))
+    with contextlib.suppress(ProfileError):
+        load_deployment(path)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.binary(max_size=300))
+def test_any_bytes_give_a_deployment_or_a_profile_error(
+    tmp_path_factory: pytest.TempPathFactory, data: bytes
+) -> None:
+    path = tmp_path_factory.mktemp("fuzz") / "p.yaml"
+    path.write_bytes(data)
+    with contextlib.suppress(ProfileError):
+        load_deployment(path)
