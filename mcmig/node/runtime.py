@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mcmig.node.dialogs import Dialog, InviteServerHandle, OutgoingInvite
+from mcmig.node.errors import SipTimeoutError, SipTransportError
+from mcmig.node.invite_usage import InviteHandler, InviteUsage
 from mcmig.sip.errors import SipParseError
 from mcmig.sip.ids import new_branch
 from mcmig.sip.invite_client_transaction import InviteClientTransaction
@@ -40,22 +42,15 @@ from mcmig.transport.memory import MemoryNetwork, MemoryTransport
 from mcmig.transport.stream import StreamTransport
 from mcmig.transport.udp import UdpTransport
 
+__all__ = ["InviteHandler", "SipNode", "SipTimeoutError", "SipTransportError"]
+
 Handler = Callable[[Request, TransportAddress], Awaitable[Response]]
-InviteHandler = Callable[[InviteServerHandle], Awaitable[None]]
 # (direction "sent" or "received", message, from, to): for ladders and captures
 Observer = Callable[[str, Request | Response, TransportAddress, TransportAddress], None]
 
 # RFC 3261 18.1.1: larger requests go over a congestion-controlled transport.
 UDP_SIZE_LIMIT = 1300
 SUPPORTED_EXTENSIONS: frozenset[str] = frozenset()
-
-
-class SipTimeoutError(Exception):
-    """A client transaction got no final response before its timeout."""
-
-
-class SipTransportError(Exception):
-    """A request could not be sent, or its connection broke."""
 
 
 @dataclass
@@ -69,7 +64,7 @@ class NodeStats:
     by_method: dict[str, int] = field(default_factory=dict)
 
 
-class SipNode:
+class SipNode(InviteUsage):
     """One SIP element listening on UDP and TCP at one host and port."""
 
     def __init__(
@@ -353,140 +348,6 @@ class SipNode:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    # -- INVITE, CANCEL, ACK and dialogs ----------------------------------------------
-    def _invite_handle(
-        self, txn: InviteServerTransaction, source: TransportAddress
-    ) -> InviteServerHandle:
-        def respond(response: Response) -> None:
-            if response.status >= 200:
-                self._invite_handles.pop(id(txn), None)
-            if not txn.terminated:
-                self._respond(txn, response)
-
-        handle = InviteServerHandle(txn.request, source, respond)
-        self._invite_handles[id(txn)] = handle
-        return handle
-
-    async def _run_invite_handler(self, handler: InviteHandler, handle: InviteServerHandle) -> None:
-        try:
-            await handler(handle)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            self.stats.handler_errors += 1
-            self.log.exception("INVITE handler failed")
-            handle.respond(handle.response(500))
-
-    def _on_cancel(self, cancel: Request, txn: ServerTransaction) -> None:
-        """9.2: 200 to the CANCEL, 487 to the INVITE if it has no final answer yet."""
-        invite = self.layer.invite_for_cancel(cancel)
-        if invite is None:
-            self._respond(txn, make_response(cancel, 481))
-            return
-        self._respond(txn, make_response(cancel, 200))
-        handle = self._invite_handles.get(id(invite))
-        if handle is not None and handle.final is None:
-            handle.respond(handle.response(487))
-            handle.cancelled.set()  # the handler stops, a B2BUA cancels its other leg
-
-    def _in_dialog(
-        self, request: Request, source: TransportAddress, txn: ServerTransaction
-    ) -> None:
-        dialog = self.dialogs.get((request.call_id, request.to.tag or ""))
-        if dialog is None:
-            self._respond(txn, make_response(request, 481))
-            return
-        if request.cseq.seq < dialog.remote_cseq:
-            self._respond(txn, make_response(request, 500, "CSeq out of order"))
-            return
-        dialog.remote_cseq = request.cseq.seq
-        if isinstance(txn, InviteServerTransaction):
-            handle = self._invite_handle(txn, source)
-            self._spawn(self._run_invite_handler(lambda h: self._dialog_invite(dialog, h), handle))
-            return
-
-        async def run() -> None:
-            try:
-                response = await dialog.handler(request, source, None)
-            except Exception:
-                self.log.exception("dialog handler failed")
-                response = make_response(request, 500)
-            if response is not None and not txn.terminated:
-                self._respond(txn, response)
-
-        self._spawn(run())
-
-    async def _dialog_invite(self, dialog: Dialog, handle: InviteServerHandle) -> None:
-        await dialog.handler(handle.request, handle.source, handle)
-
-    def _on_ack(self, ack: Request, source: TransportAddress) -> None:
-        dialog = self.dialogs.get((ack.call_id, ack.to.tag or ""))
-        if dialog is not None:
-            self._spawn(self._ack_to_dialog(dialog, ack, source))
-
-    async def _ack_to_dialog(self, dialog: Dialog, ack: Request, source: TransportAddress) -> None:
-        await dialog.handler(ack, source, None)
-
-    def invite(
-        self,
-        request: Request,
-        destination: TransportAddress,
-        on_provisional: Callable[[Response], None] | None = None,
-    ) -> OutgoingInvite:
-        """Send an INVITE; the result's ``final`` resolves with the final response."""
-        assert self._loop is not None, "node not started"
-        destination = self._prepare(request, destination)
-        out = OutgoingInvite(request, destination, self._loop.create_future(), on_provisional)
-        txn = self.layer.send_request(request, destination, self._loop.time())
-        out.cancel = lambda: self._cancel(out)
-        self._invites[id(txn)] = out
-        self._flush()
-        return out
-
-    def send_ack(self, out: OutgoingInvite, ack: Request, destination: TransportAddress) -> None:
-        """The ACK of a 2xx: end to end, outside any transaction (13.2.2.4)."""
-        self._prepare(ack, destination)
-        out.ack, out.ack_destination = ack, destination
-        self._send(ack, destination)
-
-    def _cancel(self, out: OutgoingInvite) -> None:
-        if out.final.done():
-            return
-        invite = out.request
-        headers = [("Via", invite.get("Via") or "")]
-        headers += [(n, v) for n, v in invite.headers if n == "Route"]
-        headers += [
-            ("Max-Forwards", "70"),
-            ("From", invite.get("From") or ""),
-            ("To", invite.get("To") or ""),
-            ("Call-ID", invite.call_id),
-            ("CSeq", f"{invite.cseq.seq} CANCEL"),
-        ]
-        cancel = Request("CANCEL", invite.uri, headers)
-
-        async def run() -> None:
-            try:
-                await self.send_request(cancel, out.destination, add_via=False)
-            except (SipTimeoutError, SipTransportError) as exc:
-                self.log.info("CANCEL got no answer: %s", exc)
-
-        self._spawn(run())
-
-    def _on_invite_response(self, txn: InviteClientTransaction, response: Response) -> None:
-        out = self._invites.get(id(txn))
-        if out is None:
-            return
-        if response.status < 200:
-            if out.on_provisional is not None:
-                out.on_provisional(response)
-            return
-        if not out.final.done():
-            out.final.set_result(response)
-            assert self._loop is not None
-            self._loop.call_later(64 * self.layer.timers.t1 + 1, self._invites.pop, id(txn), None)
-        elif response.status < 300 and out.ack is not None and out.ack_destination is not None:
-            self._send(out.ack, out.ack_destination)  # RFC 6026: our ACK was lost
 
     def _precheck(self, request: Request) -> Response | None:
         """Checks every UAS makes before its method logic (RFC 3261 8.2.2)."""
