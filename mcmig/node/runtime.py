@@ -159,6 +159,8 @@ class SipNode(InviteUsage):
         assert self._loop is not None
         now = self._loop.time()
         late = max(0.0, now - self._heartbeat_at)
+        if late > 1.0:
+            late = 0.0  # a paused loop (suspended, stopped) is not load: overload is graded
         # fast up, slow down: shed at once when late, recover over a few beats
         self.loop_lag = late if late > self.loop_lag else 0.7 * self.loop_lag + 0.3 * late
         self._heartbeat_at = now + HEARTBEAT

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ from mcmig.nodes.phone import place_call
 from mcmig.nodes.ue import UserEquipment
 from mcmig.profiles import load_deployment
 from mcmig.sip.peer import TransportAddress
-from tests.integration.test_lifecycle import redirecting, without_gateways
+from tests.integration.test_lifecycle import redirecting
 from tests.support.lab import Lab
 from tests.support.tools import ROOT
 
@@ -22,15 +21,9 @@ BOB = "sip:bob@primary.example"
 PRIMARY = TransportAddress("UDP", "127.0.1.10", 5060)
 
 
-@pytest.fixture(params=["gateways", "direct"])
-def lab(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Lab]:
-    deployment = load_deployment(ROOT / "sip_profiles/demo3.yaml")
-    if request.param == "direct":
-        deployment = without_gateways(deployment)
-    lab = Lab(deployment, tmp_path, client_host="127.0.1.50")
-    lab.start()
-    yield lab
-    lab.close()
+@pytest.fixture
+def lab(demo3: Lab) -> Lab:
+    return demo3
 
 
 def _ue(lab: Lab) -> UserEquipment:

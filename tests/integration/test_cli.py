@@ -7,17 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support.tools import ROOT, Mcmig
+from tests.support.tools import ROOT, Mcmig, run_mcmig
 
-
-def mcmig(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mcmig.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=timeout,
-    )
+mcmig = run_mcmig
 
 
 def test_help_lists_the_commands() -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,6 @@ import pytest
 from mcmig.mc.body import CONTENT_TYPE, MigrationRelease, encode
 from mcmig.nodes.ue import UserEquipment, send_data
 from mcmig.profiles import Deployment, load_deployment
-from mcmig.profiles.model import Peer
 from mcmig.sip.message import Response
 from mcmig.sip.peer import TransportAddress
 from mcmig.sip.requests import make_request
@@ -33,17 +31,6 @@ OTHER_SYSTEMS = {
 BOB = "sip:bob@primary.example"
 
 
-def without_gateways(deployment: Deployment) -> Deployment:
-    servers = {s.domain: s.servers[0].listen for s in deployment.systems}
-    systems = tuple(
-        dataclasses.replace(
-            s, gateway=None, peers=tuple(Peer(p.domain, servers[p.domain]) for p in s.peers)
-        )
-        for s in deployment.systems
-    )
-    return dataclasses.replace(deployment, systems=systems)
-
-
 def redirecting(deployment: Deployment) -> Deployment:
     systems = tuple(
         dataclasses.replace(s, call_mode="redirect") if s.domain == "primary.example" else s
@@ -52,15 +39,9 @@ def redirecting(deployment: Deployment) -> Deployment:
     return dataclasses.replace(deployment, systems=systems)
 
 
-@pytest.fixture(params=["gateways", "direct"])
-def lab(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Lab]:
-    deployment = load_deployment(ROOT / "sip_profiles/demo3.yaml")
-    if request.param == "direct":
-        deployment = without_gateways(deployment)
-    lab = Lab(deployment, tmp_path, client_host="127.0.1.50")  # bob's phone, in the primary system
-    lab.start()
-    yield lab
-    lab.close()
+@pytest.fixture
+def lab(demo3: Lab) -> Lab:
+    return demo3
 
 
 def _ue(lab: Lab) -> UserEquipment:

@@ -20,6 +20,19 @@ INNER_NAMES = [
 ]
 
 
+def _collect(lab: Lab, inner_call_ids: set[str]) -> int:
+    """Count what crossed the external link; remember the Call-IDs used inside."""
+    crossed = 0
+    for entry in lab.trace.entries:
+        if entry.source.host.startswith("127.0.9.") and entry.destination.host.startswith(
+            "127.0.9."
+        ):
+            crossed += 1
+        elif isinstance(entry.message, Request):
+            inner_call_ids.add(entry.message.call_id)
+    return crossed
+
+
 def _forged(lab: Lab, user: str) -> str:
     from mcmig.mc.tokens import IdmsKey, generate_private_key, issue_token
 
@@ -61,13 +74,7 @@ def test_no_inner_byte_on_the_external_link(tmp_path: Path) -> None:
             outcomes[(outcome.status, outcome.cause)] = (
                 outcomes.get((outcome.status, outcome.cause), 0) + 1
             )
-            for entry in lab.trace.entries:
-                if entry.source.host.startswith("127.0.9.") and entry.destination.host.startswith(
-                    "127.0.9."
-                ):
-                    crossed += 1
-                elif isinstance(entry.message, Request):
-                    inner_call_ids.add(entry.message.call_id)
+            crossed += _collect(lab, inner_call_ids)
         # Data to migrated users crosses the other way (PROFILE 4): primary -> partner.
         from mcmig.nodes.ue import send_data
 
@@ -86,13 +93,7 @@ def test_no_inner_byte_on_the_external_link(tmp_path: Path) -> None:
             assert (
                 response.status == 405
             )  # delivered to the test's client node, which takes no data
-            for entry in lab.trace.entries:
-                if entry.source.host.startswith("127.0.9.") and entry.destination.host.startswith(
-                    "127.0.9."
-                ):
-                    crossed += 1
-                elif isinstance(entry.message, Request):
-                    inner_call_ids.add(entry.message.call_id)
+            crossed += _collect(lab, inner_call_ids)
         # Calls to migrated users: INVITE, 180, 200, ACK, BYE, 200 across every B2BUA.
         from mcmig.node.runtime import SipNode
         from mcmig.nodes.phone import place_call
@@ -115,13 +116,7 @@ def test_no_inner_byte_on_the_external_link(tmp_path: Path) -> None:
             )
             calls += outcome.status == 200
             lab.run(asyncio.sleep(0.05))
-            for entry in lab.trace.entries:
-                if entry.source.host.startswith("127.0.9.") and entry.destination.host.startswith(
-                    "127.0.9."
-                ):
-                    crossed += 1
-                elif isinstance(entry.message, Request):
-                    inner_call_ids.add(entry.message.call_id)
+            crossed += _collect(lab, inner_call_ids)
         lab.run(caller.stop())
         assert calls == 10
         data = capture.stop()

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,7 +10,7 @@ from mcmig.commands.migrate import token_for
 from mcmig.node.runtime import SipNode
 from mcmig.nodes.client import McClient
 from mcmig.profiles import load_deployment
-from tests.support.tools import ROOT, Mcmig
+from tests.support.tools import ROOT, Mcmig, registry_records
 
 NODES = ["primary-server", "primary-gw", "partner-gw", "partner-server"]
 
@@ -62,27 +59,7 @@ async def _load(
 
 
 def _registry(state: Path) -> set[str]:
-    shown = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mcmig.cli",
-            "registry",
-            "show",
-            "--profile",
-            "sip_profiles/demo.yaml",
-            "--node",
-            "primary-server",
-            "--state-dir",
-            str(state),
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=30,
-    )
-    return {r["mc_service_id"] for r in json.loads(shown.stdout)}
+    return {str(r["mc_service_id"]) for r in registry_records(state)}
 
 
 def test_kill_9_of_the_primary_server_loses_no_acknowledged_migration(tmp_path: Path) -> None:

@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 from tests.support.lab import Lab
 from tests.support.png import pixels
-from tests.support.tools import ROOT, Capture, Mcmig, require, tshark_read
+from tests.support.tools import Capture, Mcmig, require, run_mcmig, tshark_read
 
-
-def mcmig(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mcmig.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-    )
+mcmig = run_mcmig
 
 
 def test_up_records_a_pcap_that_tshark_decodes_and_ladder_draws(tmp_path: Path) -> None:

@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import yaml
 
 from tests.support.lab import Lab
-from tests.support.tools import ROOT, Capture
+from tests.support.tools import ROOT, Capture, run_mcmig
 
 # What each node sends in the run: partner-server forwards 4 requests (carol stops there)
 # and answers 5; each gateway forwards and answers; dave stops at primary-gw.
 COMPARED = {"partner-server": 9, "partner-gw": 8, "primary-gw": 7, "primary-server": 3}
 
 
-def mcmig(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mcmig.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-    )
+mcmig = run_mcmig
 
 
 def test_replay_each_node_of_a_captured_demo_run(tmp_path: Path) -> None:

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 from mcmig.mc.tokens import issue_token
 from mcmig.profiles import load_deployment
 from mcmig.profiles.keys import idms_key
-from tests.support.tools import ROOT, Mcmig, free_port, run_sipp
+from tests.support.tools import ROOT, Mcmig, free_port, registry_records, run_sipp
 
 
 def test_sipp_client_migrates_users_with_tokens_from_a_csv(tmp_path: Path) -> None:
@@ -50,28 +47,7 @@ def test_sipp_client_migrates_users_with_tokens_from_a_csv(tmp_path: Path) -> No
         assert result.returncode == 0, result.stdout[-3000:]
         successful = re.search(r"Successful call\s*\|\s*\d+\s*\|\s*(\d+)", result.stdout)
         assert successful is not None and int(successful.group(1)) == len(users)
-        shown = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "mcmig.cli",
-                "registry",
-                "show",
-                "--profile",
-                "sip_profiles/demo.yaml",
-                "--node",
-                "primary-server",
-                "--state-dir",
-                str(state),
-                "--json",
-            ],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            timeout=30,
-        )
-        assert shown.returncode == 0, shown.stderr
-        records = json.loads(shown.stdout)
+        records = registry_records(state)
         assert sorted(r["mc_service_id"] for r in records) == users
         assert {r["partner_address"] for r in records} == {"sip:127.0.9.2:5060"}
         assert set(records[0]) == {

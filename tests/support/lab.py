@@ -75,3 +75,28 @@ class Lab:
     def registry(self, node: str = "primary-server") -> list[Any]:
         assert self.running is not None
         return self.running.servers[node].store.all()
+
+
+def without_gateways(deployment: Deployment) -> Deployment:
+    """The same systems with no gateway: servers talk to each other directly."""
+    import dataclasses
+
+    from mcmig.profiles.model import Peer
+
+    servers = {s.domain: s.servers[0].listen for s in deployment.systems}
+    systems = tuple(
+        dataclasses.replace(
+            s, gateway=None, peers=tuple(Peer(p.domain, servers[p.domain]) for p in s.peers)
+        )
+        for s in deployment.systems
+    )
+    return dataclasses.replace(deployment, systems=systems)
+
+
+def demo3_lab(state: Path, gateways: bool = True) -> Lab:
+    deployment = load_deployment(ROOT / "sip_profiles/demo3.yaml")
+    lab = Lab(
+        deployment if gateways else without_gateways(deployment), state, client_host="127.0.1.50"
+    )
+    lab.start()
+    return lab

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -161,3 +162,33 @@ def tshark_read(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [require("tshark"), "-r", str(path), *args], capture_output=True, text=True, timeout=120
     )
+
+
+def run_mcmig(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run the mcmig command line from the repository root."""
+    return subprocess.run(
+        [sys.executable, "-m", "mcmig.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=timeout,
+    )
+
+
+def registry_records(
+    state: Path, profile: str = "sip_profiles/demo.yaml", node: str = "primary-server"
+) -> list[dict[str, object]]:
+    """What `mcmig registry show --json` lists for a node."""
+    shown = run_mcmig(
+        "registry",
+        "show",
+        "--profile",
+        profile,
+        "--node",
+        node,
+        "--state-dir",
+        str(state),
+        "--json",
+    )
+    assert shown.returncode == 0, shown.stderr
+    return json.loads(shown.stdout)  # type: ignore[no-any-return]
