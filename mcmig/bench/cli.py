@@ -12,12 +12,14 @@ from mcmig.bench import e2e as e2e_bench
 from mcmig.bench import parser as parser_bench
 from mcmig.bench import registry as registry_bench
 from mcmig.bench import relay as relay_bench
+from mcmig.bench import soak as soak_bench
 
 SUITES = {
     "parser": (parser_bench.measure, parser_bench.report),
     "registry": (registry_bench.measure, registry_bench.report),
     "e2e": (e2e_bench.measure, e2e_bench.report),
     "relay": (relay_bench.measure, relay_bench.report),
+    "soak": (soak_bench.measure, soak_bench.report),
 }
 
 

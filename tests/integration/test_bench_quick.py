@@ -48,6 +48,11 @@ def test_e2e_bench_quick(tmp_path: Path) -> None:
     assert (tmp_path / "e2e-quick-latency.svg").read_text().startswith("<svg")
 
 
+def test_soak_bench_quick(tmp_path: Path) -> None:
+    figures = bench("soak", tmp_path)
+    assert figures["sent"] == 200 and figures["rss_samples_mb"]  # type: ignore[comparison-overlap]
+
+
 @pytest.mark.interop
 def test_relay_bench_quick(tmp_path: Path) -> None:
     require("sipp")

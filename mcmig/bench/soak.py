@@ -1,0 +1,95 @@
+# ruff: noqa: E501 - the report reads best unwrapped
+"""Soak: the demo deployment, one process per node, at a steady rate for minutes;
+node memory (RSS) sampled as it goes, to see whether it stays flat."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from mcmig.bench.e2e import NODES, PROFILE, _start
+from mcmig.bench.procstat import cpu_seconds
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def measure(quick: bool = False) -> dict[str, Any]:
+    rate, duration, every = (50.0, 4.0, 1.0) if quick else (150.0, 600.0, 30.0)
+    samples: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="mcmig-bench-soak-") as name:
+        folder = Path(name)
+        procs = {n: _start(n, folder / "state") for n in NODES}
+        out = folder / "client.json"
+        try:
+            cpu0 = {n: cpu_seconds(p.pid) for n, p in procs.items()}
+            client = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "mcmig.bench.loadclient",
+                    "--profile",
+                    PROFILE,
+                    "--host",
+                    "127.0.2.101",
+                    "--first",
+                    "0",
+                    "--count",
+                    str(int(rate * duration)),
+                    "--rate",
+                    str(rate),
+                    "--out",
+                    str(out),
+                ],
+            )
+            start = time.monotonic()
+            while client.poll() is None:
+                samples.append(
+                    {
+                        "t_s": round(time.monotonic() - start, 1),
+                        **{n: _rss_mb(p.pid) for n, p in procs.items()},
+                    }
+                )
+                time.sleep(every)
+            cpu = {n: cpu_seconds(p.pid) - cpu0[n] for n, p in procs.items()}
+        finally:
+            for p in procs.values():
+                p.send_signal(signal.SIGTERM)
+            for p in procs.values():
+                p.wait(timeout=30)
+        result = json.loads(out.read_text())
+    statuses: dict[str, int] = result["statuses"]
+    first, last = samples[min(1, len(samples) - 1)], samples[-1]
+    return {
+        "rate_per_s": rate,
+        "duration_s": duration,
+        "sent": result["sent"],
+        "statuses": statuses,
+        "retransmissions": result["retransmissions"],
+        "rss_samples_mb": samples,
+        "rss_growth_mb": {n: last[n] - first[n] for n in NODES},
+        "cpu_s": cpu,
+    }
+
+
+def report(results: dict[str, Any]) -> str:
+    growth = ", ".join(f"{n} {v:+.1f}" for n, v in results["rss_growth_mb"].items())
+    last = results["rss_samples_mb"][-1]
+    return "\n".join(
+        [
+            f"soak: {results['rate_per_s']:.0f} migrations/s for {results['duration_s']:.0f} s, {results['sent']} sent, "
+            f"outcomes {results['statuses']}, {results['retransmissions']} retransmissions",
+            "  RSS at the end (MB): " + ", ".join(f"{n} {last[n]:.1f}" for n in NODES),
+            f"  RSS growth from the first sample to the last (MB): {growth}",
+        ]
+    )
