@@ -237,7 +237,7 @@ class Message:
 
 
 class Request(Message):
-    __slots__ = ("method", "uri")
+    __slots__ = ("_start", "_start_uri", "method", "uri")
 
     def __init__(
         self,
@@ -249,9 +249,25 @@ class Request(Message):
         super().__init__(headers, body)
         self.method = method
         self.uri = uri
+        self._start: str | None = None
+        self._start_uri: Uri | None = None
+
+    @property
+    def start(self) -> str | None:
+        return self._start
+
+    @start.setter
+    def start(self, line: str) -> None:
+        """The request line as parsed, reused while method and URI stay the same objects."""
+        self._start, self._start_uri = line, self.uri
 
     def start_line(self) -> str:
-        return f"{self.method} {self.uri} SIP/2.0"
+        start = self._start
+        if start is None or self.uri is not self._start_uri:
+            return f"{self.method} {self.uri} SIP/2.0"
+        if not start.startswith(self.method + " "):
+            return f"{self.method} {self.uri} SIP/2.0"
+        return start
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.uri}>"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from mcmig.sip.address import NameAddress, parse_name_address, parse_name_address_list
 from mcmig.sip.cseq import check_date, parse_bounded_int, parse_cseq
@@ -81,8 +82,8 @@ def parse_message(
     if _HEAD_CTL_RE.search(head) is not None:
         for name, value in pairs:
             check_controls(value, name)
-    canonical = CANONICAL
-    headers = [(canonical.get(n.lower(), n), v) for n, v in pairs]
+    names = _NAMES
+    headers = [(names.get(n) or _name(n), v) for n, v in pairs]
     content_lengths = [v for n, v in headers if n == "Content-Length"]
     if content_lengths:
         headers = [(n, v) for n, v in headers if n != "Content-Length"]
@@ -94,6 +95,17 @@ def parse_message(
     _frame_body(message, content_lengths, datagram)
     _validate(message)
     return message
+
+
+_NAMES: dict[str, str] = {}
+
+
+def _name(raw: str) -> str:
+    """The canonical form of a header name as spelled on the wire (cached: spellings repeat)."""
+    name = CANONICAL.get(raw.lower(), raw)
+    if len(_NAMES) < 4096:
+        _NAMES[raw] = name
+    return name
 
 
 def _explain_bad_header_line(rest: str) -> None:
@@ -121,6 +133,12 @@ def _parse_start_line(line: str) -> tuple[Request | Response, SipParseError | No
         if m.group(1) != "2.0":
             raise SipParseError(f"SIP version {m.group(1)} not supported")
         return Response(int(m.group(2)), m.group(3)), None
+    parsed = _request_line(line)
+    if parsed is not None:
+        method, uri = parsed
+        request = Request(method, uri)
+        request.start = line  # serialize reuses it while the URI is unchanged
+        return request, None
     m = _REQUEST_LINE_RE.match(line)
     if m is None:
         return _lenient_request(line), SipParseError("malformed request line")
@@ -136,6 +154,21 @@ def _parse_start_line(line: str) -> tuple[Request | Response, SipParseError | No
     if version != "2.0":
         return Request(method, uri), SipParseError(f"SIP version {version} not supported", 505)
     return Request(method, uri), None
+
+
+@lru_cache(maxsize=4096)
+def _request_line(line: str) -> tuple[str, SipUri | AbsoluteUri] | None:
+    """A well-formed SIP/2.0 request line, or None to take the path that explains faults."""
+    m = _REQUEST_LINE_RE.match(line)
+    if m is None or m.group(3) != "2.0":
+        return None
+    try:
+        uri = parse_uri(m.group(2))
+    except SipParseError:
+        return None
+    if isinstance(uri, SipUri) and uri.headers is not None:
+        return None
+    return m.group(1), uri
 
 
 def _lenient_request(line: str) -> Request:

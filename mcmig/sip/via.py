@@ -6,7 +6,16 @@ import re
 from dataclasses import dataclass, field, replace
 
 from mcmig.sip.errors import SipParseError
-from mcmig.sip.grammar import SWS, TOKEN, Params, expect_end, format_params, parse_params
+from mcmig.sip.grammar import (
+    IPV6_ADDRESS,
+    IPV6_REFERENCE,
+    SWS,
+    TOKEN,
+    Params,
+    expect_end,
+    format_params,
+    parse_params,
+)
 from mcmig.sip.uri import HOST, is_ip_address
 
 MAGIC_COOKIE = "z9hG4bK"
@@ -17,6 +26,11 @@ _SENT_RE = re.compile(
 )
 # The form nearly every element sends: no LWS inside sent-protocol or sent-by.
 _COMMON_RE = re.compile(rf"SIP/2\.0/([A-Z]{{2,4}}) ({HOST})(?::(\d{{1,5}}))?")
+# The same with its parameters, no LWS anywhere: one match, then a split.
+_COMMON_FULL_RE = re.compile(
+    rf"SIP/2\.0/([A-Z]{{2,4}}) ({HOST})(?::(\d{{1,5}}))?"
+    rf"((?:;{TOKEN}(?:=(?:{IPV6_ADDRESS}|{TOKEN}|{IPV6_REFERENCE}))?)*)\Z"
+)
 _RPORT_RE = re.compile(r"\d{1,5}\Z")
 
 
@@ -66,6 +80,18 @@ class Via:
 
 
 def parse_via(value: str) -> Via:
+    full = _COMMON_FULL_RE.match(value)
+    if full is not None:
+        transport, host, port, raw = full.groups()
+        params: Params = {}
+        for item in raw.split(";")[1:]:
+            name, eq, param = item.partition("=")
+            params[name.lower()] = param if eq else None
+        return _checked(transport, host, port, params, "SIP/2.0")
+    return _parse_via_slowly(value)
+
+
+def _parse_via_slowly(value: str) -> Via:
     m = _COMMON_RE.match(value)
     if m is not None and (m.end() == len(value) or value[m.end()] == ";"):
         name, version = "SIP", "2.0"
@@ -77,6 +103,10 @@ def parse_via(value: str) -> Via:
         name, version, transport, host, port = m.groups()
     params, pos = parse_params(value, m.end(), "Via")
     expect_end(value, pos, "Via")
+    return _checked(transport, host, port, params, f"{name.upper()}/{version}")
+
+
+def _checked(transport: str, host: str, port: str | None, params: Params, protocol: str) -> Via:
     port_number = None if port is None else int(port)
     if port_number is not None and port_number > 65535:
         raise SipParseError("Via port out of range")
@@ -87,9 +117,5 @@ def parse_via(value: str) -> Via:
     if rport is not None and _RPORT_RE.match(rport) is None:
         raise SipParseError("Via rport is not a port number")
     return Via(
-        transport=transport.upper(),
-        host=host,
-        port=port_number,
-        params=params,
-        protocol=f"{name.upper()}/{version}",
+        transport=transport.upper(), host=host, port=port_number, params=params, protocol=protocol
     )
