@@ -7,6 +7,7 @@ before any signature check is attempted.
 
 from __future__ import annotations
 
+import heapq
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -98,8 +99,10 @@ class TokenVerifier:
         self.audience = audience
         self._keys = {k.kid: k for k in keys}
         self._leeway = leeway
-        # jti -> exp: a token is good for one authorization; kept until it expires
+        # jti -> exp: a token is good for one authorization; kept until it expires.
+        # The heap orders them by expiry, so forgetting costs O(log n) per token.
         self._seen: dict[str, float] = {}
+        self._expiry: list[tuple[float, str]] = []
 
     def verify(self, token: str, mc_service_id: str) -> dict[str, Any]:
         try:
@@ -132,8 +135,15 @@ class TokenVerifier:
 
     def _remember(self, jti: str, expires: float) -> None:
         now = time.time()
-        if jti in self._seen and self._seen[jti] + self._leeway >= now:
+        expiry = self._expiry
+        while expiry and expiry[0][0] + self._leeway < now:
+            _, old = heapq.heappop(expiry)
+            self._seen.pop(old, None)
+        if jti in self._seen:
             raise TokenError("token replayed (jti already used)")
-        if len(self._seen) > 10000:  # keep the memory bounded: forget what expired
-            self._seen = {j: e for j, e in self._seen.items() if e + self._leeway >= now}
         self._seen[jti] = expires
+        heapq.heappush(expiry, (expires, jti))
+
+    @property
+    def remembered(self) -> int:
+        return len(self._seen)

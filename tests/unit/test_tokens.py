@@ -107,3 +107,19 @@ def test_leeway_of_30_seconds() -> None:
     future = issue_token(KEY, "partner.example", SUB, now=time.time() + 120)
     with pytest.raises(TokenError):
         VERIFIER.verify(future, SUB)
+
+
+def test_used_tokens_are_forgotten_once_expired(monkeypatch: pytest.MonkeyPatch) -> None:
+    verifier = TokenVerifier(
+        "partner.example", [IdmsKey(KEY.issuer, KEY.kid, KEY.public_key)], leeway=0
+    )
+    tokens = [issue_token(KEY, "partner.example", SUB, ttl=60) for _ in range(5)]
+    for token in tokens:
+        verifier.verify(token, SUB)
+    assert verifier.remembered == 5
+    now = time.time()
+    monkeypatch.setattr("mcmig.mc.tokens.time.time", lambda: now + 120)
+    # the clock has moved past their expiry: the next verification forgets them
+    fresh = issue_token(KEY, "partner.example", SUB, ttl=600)
+    verifier.verify(fresh, SUB)
+    assert verifier.remembered == 1
