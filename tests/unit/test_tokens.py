@@ -117,9 +117,9 @@ def test_used_tokens_are_forgotten_once_expired(monkeypatch: pytest.MonkeyPatch)
     for token in tokens:
         verifier.verify(token, SUB)
     assert verifier.remembered == 5
+    fresh = issue_token(KEY, "partner.example", SUB, ttl=600)
     now = time.time()
     monkeypatch.setattr("mcmig.mc.tokens.time.time", lambda: now + 120)
-    # the clock has moved past their expiry: the next verification forgets them
-    fresh = issue_token(KEY, "partner.example", SUB, ttl=600)
+    # our clock has moved past their expiry: the next verification forgets them
     verifier.verify(fresh, SUB)
     assert verifier.remembered == 1
