@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 from mcmig.commands.migrate import token_for
@@ -23,6 +24,7 @@ async def _scenario(
     deployment = load_deployment(ROOT / "sip_profiles/demo.yaml")
     network = MemoryNetwork(Faults(loss=0.2, duplicate=0.1, max_delay=0.05, seed=4))
     running = await start_deployment(deployment, state, network=network)
+    running.servers["primary-server"].processed = Counter()
     client = SipNode("client", "127.0.2.100", 5062, network=network)
     await client.start()
     partner = deployment.system("partner.example")
@@ -46,7 +48,7 @@ async def _scenario(
         await asyncio.gather(*(migrate(n) for n in range(USERS)))
         await asyncio.sleep(1.0)  # releases of superseded stays settle
         registry = {r.mc_service_id for r in running.servers["primary-server"].store.all()}
-        processed = dict(running.servers["primary-server"].processed)
+        processed = dict(running.servers["primary-server"].processed or {})
     finally:
         await client.stop()
         await running.stop()
