@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from mcmig.mc.causes import Cause, failure_response
 from mcmig.node.runtime import SipNode, SipTimeoutError, SipTransportError
+from mcmig.nodes.hiding import RELAYED_HEADERS
 from mcmig.sip.message import Request, Response
 from mcmig.sip.peer import TransportAddress
 from mcmig.sip.responses import make_response
@@ -43,7 +44,7 @@ async def forward(
 def relay_response(upstream: Request, response: Response) -> Response:
     """Inside a system: status, reason, Warning, cause body and a few headers pass unchanged."""
     headers: list[tuple[str, str]] = []
-    for name in ("Warning", "Accept", "Retry-After", "Allow", "Unsupported"):
+    for name in RELAYED_HEADERS:
         headers.extend((name, value) for value in response.get_all(name))
     content_type = response.get("Content-Type")
     if response.body and content_type is not None:

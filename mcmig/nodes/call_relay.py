@@ -15,16 +15,15 @@ from collections.abc import Callable
 
 from mcmig.node.dialogs import Dialog, InviteServerHandle, target_address
 from mcmig.node.runtime import SipNode, SipTimeoutError, SipTransportError
+from mcmig.nodes.hiding import RELAYED_HEADERS, plain_reason
 from mcmig.sip.message import Request, Response
 from mcmig.sip.peer import TransportAddress
-
-RELAYED_FAILURE_HEADERS = ("Warning", "Retry-After", "Accept", "Allow", "Unsupported")
 
 
 def _answer_headers(
     response: Response, contact_filter: Callable[[str], bool]
 ) -> list[tuple[str, str]]:
-    headers = [(n, v) for n in RELAYED_FAILURE_HEADERS for v in response.get_all(n)]
+    headers = [(n, v) for n in RELAYED_HEADERS for v in response.get_all(n)]
     if response.status // 100 == 3:
         headers += [
             ("Contact", f"<{c.uri}>") for c in response.contacts if contact_filter(str(c.uri))
@@ -113,7 +112,7 @@ async def relay_invite(
 
 
 def _plain(reason: str) -> str:
-    return "".join(c for c in reason if c.isprintable())[:64] or "OK"
+    return plain_reason(reason, default="OK")
 
 
 async def _no_handler(request: Request) -> Response | None:

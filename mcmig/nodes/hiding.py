@@ -32,6 +32,9 @@ _IP_LITERAL_RE = re.compile(
 # Response headers that may cross, besides those rebuilt (Via, From, To,
 # Call-ID, CSeq, Content-Length) and Warning, which is rewritten.
 RESPONSE_ALLOW = ("Accept", "Retry-After", "Allow", "Unsupported")
+# What a B2BUA passes back from one leg's response to the other's, gateways included
+# (which rewrite the Warning first).
+RELAYED_HEADERS = ("Warning", *RESPONSE_ALLOW)
 
 
 def public_uri(uri: SipUri, own_domain: str) -> SipUri:
@@ -120,7 +123,7 @@ def crossing_response(
             headers.append(("Content-Type", CONTENT_TYPE))
     status = 500 if response.status == 408 else response.status  # RFC 4320: never pass on a 408
     reason = response.reason if status == response.status else "Server Internal Error"
-    return make_response(upstream, status, _plain(reason), headers=headers, body=body)
+    return make_response(upstream, status, plain_reason(reason), headers=headers, body=body)
 
 
 def scrub(text: str, inner_names: frozenset[str] = frozenset()) -> str:
@@ -132,7 +135,7 @@ def scrub(text: str, inner_names: frozenset[str] = frozenset()) -> str:
     return text
 
 
-def _plain(reason: str) -> str:
+def plain_reason(reason: str, default: str = "Unknown") -> str:
     """A reason phrase can carry anything; keep it short and printable."""
     cleaned = "".join(c for c in reason if c.isprintable())[:64]
-    return cleaned or "Unknown"
+    return cleaned or default
