@@ -62,10 +62,6 @@ def _mcmig_typed(data: bytes) -> bytes:
 
 
 def _figures() -> dict[str, dict[str, Callable[[bytes], object]]]:
-    def serialize_parsed(messages: list[bytes]) -> Callable[[bytes], object]:
-        cache = {d: parse_message(d) for d in messages}
-        return lambda d: cache[d].serialize()
-
     figures: dict[str, dict[str, Callable[[bytes], object]]] = {
         "mcmig": {
             "parse_per_s": parse_message,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 from mcmig.sip.errors import SipParseError
@@ -44,14 +44,6 @@ class NameAddress:
         if not isinstance(self.uri, SipUri):
             raise SipParseError(f"not a SIP URI: {self.uri}")
         return self.uri
-
-    def with_tag(self, tag: str) -> NameAddress:
-        params = dict(self.params)
-        params["tag"] = tag
-        return replace(self, params=params)
-
-    def without_params(self) -> NameAddress:
-        return replace(self, params={})
 
     def __str__(self) -> str:
         display = "" if self.display_name is None else quote(self.display_name) + " "

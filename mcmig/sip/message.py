@@ -121,19 +121,6 @@ class Message:
         vias = list(self._typed.get("Via") or self.vias)
         self._typed["Via"] = [via, *vias[1:]]
 
-    def pop_top_via(self) -> Via:
-        vias = self.vias
-        for i, (n, v) in enumerate(self.headers):
-            if n == "Via":
-                rest = split_comma_list(v)[1:]
-                if rest:
-                    self.headers[i] = ("Via", ", ".join(rest))
-                else:
-                    del self.headers[i]
-                break
-        self._typed["Via"] = vias[1:]
-        return vias[0]
-
     @property
     def from_(self) -> NameAddress:
         return self._cached("From", lambda: parse_name_address(self._single("From"), "From"))
@@ -205,10 +192,6 @@ class Message:
         if value is None:
             return None
         return value.split(";", 1)[0].strip(" \t").lower()
-
-    @property
-    def transaction_method(self) -> str:
-        return self.cseq.method
 
     # -- serialization -------------------------------------------------------
     def start_line(self) -> str:
