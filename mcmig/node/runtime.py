@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -92,6 +93,7 @@ class SipNode(InviteUsage):
         self.loop_lag = 0.0
         self._heartbeat: asyncio.TimerHandle | None = None
         self._heartbeat_at = 0.0
+        self._heartbeat_cpu = time.process_time()
         self.retry_after = 2
         self.public_name = "-"
         self.shed_body: bytes | None = None
@@ -118,6 +120,7 @@ class SipNode(InviteUsage):
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._heartbeat_at = self._loop.time() + HEARTBEAT
+        self._heartbeat_cpu = time.process_time()
         self._heartbeat = self._loop.call_at(self._heartbeat_at, self._beat)
         if self._network is not None:
             self._memory = self._network.attach(
@@ -157,13 +160,16 @@ class SipNode(InviteUsage):
         count of requests in hand can see it; a late heartbeat does.
         """
         assert self._loop is not None
-        now = self._loop.time()
+        now, cpu = self._loop.time(), time.process_time()
         late = max(0.0, now - self._heartbeat_at)
-        if late > 1.0:
-            late = 0.0  # a paused loop (suspended, stopped) is not load: overload is graded
+        interval = now - (self._heartbeat_at - HEARTBEAT)
+        # Late only counts when the process was busy for most of the interval: a
+        # loop that was paused, stopped or waiting on I/O is late without load.
+        if interval > 0 and (cpu - self._heartbeat_cpu) < 0.5 * interval:
+            late = 0.0
         # fast up, slow down: shed at once when late, recover over a few beats
         self.loop_lag = late if late > self.loop_lag else 0.7 * self.loop_lag + 0.3 * late
-        self._heartbeat_at = now + HEARTBEAT
+        self._heartbeat_at, self._heartbeat_cpu = now + HEARTBEAT, cpu
         self._heartbeat = self._loop.call_at(self._heartbeat_at, self._beat)
 
     async def stop(self) -> None:
