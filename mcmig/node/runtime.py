@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,7 +50,6 @@ Observer = Callable[[str, Request | Response, TransportAddress, TransportAddress
 
 # RFC 3261 18.1.1: larger requests go over a congestion-controlled transport.
 UDP_SIZE_LIMIT = 1300
-HEARTBEAT = 0.05  # seconds between loop-lag measurements
 SUPPORTED_EXTENSIONS: frozenset[str] = frozenset()
 
 
@@ -89,11 +87,6 @@ class SipNode(InviteUsage):
         self.handlers: dict[str, Handler] = {"OPTIONS": self._options}
         # Load shedding (503 overloaded + Retry-After) past this many requests in hand.
         self.max_pending = 256
-        self.max_loop_lag = 0.1  # seconds the loop may run late before new work is shed
-        self.loop_lag = 0.0
-        self._heartbeat: asyncio.TimerHandle | None = None
-        self._heartbeat_at = 0.0
-        self._heartbeat_cpu = time.process_time()
         self.retry_after = 2
         self.public_name = "-"
         self.shed_body: bytes | None = None
@@ -119,9 +112,6 @@ class SipNode(InviteUsage):
     # -- lifecycle ---------------------------------------------------------------
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._heartbeat_at = self._loop.time() + HEARTBEAT
-        self._heartbeat_cpu = time.process_time()
-        self._heartbeat = self._loop.call_at(self._heartbeat_at, self._beat)
         if self._network is not None:
             self._memory = self._network.attach(
                 self.host, self.port, self._on_bytes, self._on_failure
@@ -153,28 +143,7 @@ class SipNode(InviteUsage):
         stream = self._streams.get(source.transport)
         return set() if stream is None or source.transport != "TLS" else stream.peer_names(source)
 
-    def _beat(self) -> None:
-        """How late the loop runs: the delay every message now waits before we see it.
-
-        Under overload the queue builds in socket buffers and the loop, where no
-        count of requests in hand can see it; a late heartbeat does.
-        """
-        assert self._loop is not None
-        now, cpu = self._loop.time(), time.process_time()
-        late = max(0.0, now - self._heartbeat_at)
-        interval = now - (self._heartbeat_at - HEARTBEAT)
-        # Late only counts when the process was busy for most of the interval: a
-        # loop that was paused, stopped or waiting on I/O is late without load.
-        if interval > 0 and (cpu - self._heartbeat_cpu) < 0.5 * interval:
-            late = 0.0
-        # fast up, slow down: shed at once when late, recover over a few beats
-        self.loop_lag = late if late > self.loop_lag else 0.7 * self.loop_lag + 0.3 * late
-        self._heartbeat_at, self._heartbeat_cpu = now + HEARTBEAT, cpu
-        self._heartbeat = self._loop.call_at(self._heartbeat_at, self._beat)
-
     async def stop(self) -> None:
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -354,7 +323,7 @@ class SipNode(InviteUsage):
         rather than accepted and left to time out (which makes peers retransmit)."""
         if request.method == "OPTIONS":
             return False
-        return len(self._tasks) >= self.max_pending or self.loop_lag > self.max_loop_lag
+        return len(self._tasks) >= self.max_pending
 
     def _shed(self, request: Request) -> Response:
         self.stats.shed += 1
