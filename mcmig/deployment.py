@@ -14,6 +14,7 @@ from mcmig.nodes.ue import UserEquipment
 from mcmig.profiles.keys import idms_key
 from mcmig.profiles.model import Deployment
 from mcmig.sip.timers import TimerConfig
+from mcmig.transport.base import TransportConfig
 from mcmig.transport.memory import MemoryNetwork
 from mcmig.transport.tls import client_context, server_context
 
@@ -44,6 +45,7 @@ async def start_deployment(
     only: set[str] | None = None,
     timers: TimerConfig | None = None,
     network: MemoryNetwork | None = None,
+    transport: TransportConfig | None = None,
 ) -> RunningDeployment:
     """Start every node (or those named in ``only``); stop what started if one fails."""
     running = RunningDeployment(deployment)
@@ -59,6 +61,7 @@ async def start_deployment(
                     server.listen.port,
                     timers=timers,
                     network=network,
+                    transport_config=transport,
                 )
                 path = registry_path(state_dir, server.name)
                 store, visitors = SqliteMigrationStore(path), SqliteVisitorStore(path)
@@ -75,6 +78,7 @@ async def start_deployment(
                     gw.internal.port,
                     timers=timers,
                     network=network,
+                    transport_config=transport,
                 )
                 external = SipNode(
                     f"{gw.name}/external",
@@ -82,6 +86,7 @@ async def start_deployment(
                     gw.external.port,
                     timers=timers,
                     network=network,
+                    transport_config=transport,
                 )
                 running.gateways[gw.name] = McGateway(internal, external, system, gw)
                 for node in (internal, external):
@@ -101,6 +106,7 @@ async def start_deployment(
                 profile.listen.port,
                 timers=timers,
                 network=network,
+                transport_config=transport,
             )
             running.clients[profile.name] = UserEquipment(node, profile.user, deployment)
             await node.start()

@@ -23,7 +23,12 @@ from mcmig.sip.invite_client_transaction import InviteClientTransaction
 from mcmig.sip.invite_server_transaction import InviteServerTransaction
 from mcmig.sip.message import Request, Response
 from mcmig.sip.parser import parse_message
-from mcmig.sip.peer import TransportAddress, response_destination, stamp_received
+from mcmig.sip.peer import (
+    TransportAddress,
+    reconnect_destination,
+    response_destination,
+    stamp_received,
+)
 from mcmig.sip.responses import make_response
 from mcmig.sip.server_transaction import NonInviteServerTransaction
 from mcmig.sip.timers import TimerConfig
@@ -159,6 +164,19 @@ class SipNode(InviteUsage):
             self._memory.close()
         for stream in self._streams.values():
             await stream.close()
+
+    def resources(self) -> dict[str, int]:
+        """What this node holds right now; all zero when it is idle and its timers ran out."""
+        return {
+            "transactions": self.layer.active,
+            "timers": self.layer.scheduled,
+            "handlers": len(self._tasks),
+            "waiting": len(self._pending),
+            "invites": len(self._invites) + len(self._invite_handles),
+            "dialogs": len(self.dialogs),
+            "connections": sum(len(s.connections) for s in self._streams.values()),
+            "connection_tasks": sum(len(s.tasks) for s in self._streams.values()),
+        }
 
     @property
     def address(self) -> str:
@@ -397,6 +415,13 @@ class SipNode(InviteUsage):
         return TransportAddress(transport, self.host, self.ports.get(transport, self.port))
 
     def _send(self, message: Request | Response, destination: TransportAddress) -> None:
+        stream = self._streams.get(destination.transport)
+        if (
+            stream is not None
+            and isinstance(message, Response)
+            and destination not in stream.connections
+        ):
+            destination = reconnect_destination(message.top_via, destination)
         for observer in self.observers:
             observer("sent", message, self._local(destination.transport), destination)
         data = message.serialize()
@@ -407,7 +432,6 @@ class SipNode(InviteUsage):
             assert self._udp is not None
             self._udp.send(data, destination)
             return
-        stream = self._streams.get(destination.transport)
         if stream is None:
             self.log.warning("no %s transport for %s", destination.transport, destination)
             self._on_failure(destination)

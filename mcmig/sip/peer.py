@@ -58,3 +58,15 @@ def response_destination(via: Via, source: TransportAddress) -> TransportAddress
         via.rport if via.rport is not None else (via.port or DEFAULT_PORTS.get(via.transport, 5060))
     )
     return TransportAddress(source.transport, _bare(host), port)
+
+
+def reconnect_destination(via: Via, source: TransportAddress) -> TransportAddress:
+    """Where a response goes when the connection its request came on has closed.
+
+    RFC 3261 18.2.2: a new connection to the ``received`` address (else the
+    sent-by host) at the sent-by port, or the transport's default port. The
+    request's source port was the peer's ephemeral one and nobody listens there.
+    """
+    host = via.received or _bare(via.host)
+    port = via.port or DEFAULT_PORTS.get(source.transport, 5060)
+    return TransportAddress(source.transport, _bare(host), port)

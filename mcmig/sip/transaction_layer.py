@@ -190,7 +190,12 @@ class TransactionLayer:
 
     @property
     def active(self) -> int:
-        return len(self.client) + len(self.server)
+        return len(self.client) + len(self.server) + len(self._accepted)
+
+    @property
+    def scheduled(self) -> int:
+        """Timer entries still queued, stale ones included until their deadline passes."""
+        return len(self._heap)
 
     # -- internals -------------------------------------------------------------
     def _apply(self, txn: Transaction, actions: Sequence[object]) -> list[Event]:

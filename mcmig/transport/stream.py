@@ -195,7 +195,10 @@ class StreamTransport:
             conn = StreamConnection(self, destination)
             self.connections[destination] = conn
             self._per_host[destination.host] += 1
-            asyncio.get_running_loop().create_task(self._connect(conn, destination))
+            # Kept in self.tasks: the loop holds only weak references to tasks.
+            task = asyncio.get_running_loop().create_task(self._connect(conn, destination))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
         conn.write(data)
 
     async def _connect(self, conn: StreamConnection, destination: TransportAddress) -> None:

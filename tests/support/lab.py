@@ -14,6 +14,7 @@ from mcmig.nodes.client import McClient, MigrationOutcome
 from mcmig.profiles import Deployment, load_deployment
 from mcmig.sip.timers import TimerConfig
 from mcmig.trace import Trace
+from mcmig.transport.base import TransportConfig
 from tests.support.tools import ROOT
 
 T = TypeVar("T")
@@ -39,8 +40,15 @@ class Lab:
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return self.loop.run_until_complete(coro)
 
-    def start(self, only: set[str] | None = None, timers: TimerConfig | None = None) -> None:
-        self.running = self.run(start_deployment(self.deployment, self.state_dir, only, timers))
+    def start(
+        self,
+        only: set[str] | None = None,
+        timers: TimerConfig | None = None,
+        transport: TransportConfig | None = None,
+    ) -> None:
+        self.running = self.run(
+            start_deployment(self.deployment, self.state_dir, only, timers, transport=transport)
+        )
         for node in self.running.nodes:
             self.trace.watch(node, node.name.split("/")[0])
 
