@@ -5,13 +5,16 @@ for at its captured address. Captured requests into the node are sent as
 they were; when the node sends a request, the captured answer to it is
 sent back, rewritten to match the live transaction (Via, tags, Call-ID,
 CSeq). What the node sends is compared with what the capture shows it
-sent, ignoring values that are new on every run. UDP only: captured TCP
-flows are reported as skipped.
+sent, ignoring values that are new on every run. Over UDP and TCP: a
+stand-in sends over TCP from its captured host (the port is the kernel's)
+and answers on the connection a request came over. TLS cannot be replayed
+from a capture (its payload is encrypted).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from defusedxml.ElementTree import fromstring
@@ -20,8 +23,10 @@ from mcmig.capture.reader import CapturedMessage
 from mcmig.mc.body import CONTENT_TYPE
 from mcmig.mc.causes import warning_cause
 from mcmig.sip.errors import SipParseError
+from mcmig.sip.framing import StreamFramer
 from mcmig.sip.message import Message, Request, Response
 from mcmig.sip.parser import parse_message
+from mcmig.sip.peer import TransportAddress
 from mcmig.sip.responses import make_response
 
 
@@ -36,22 +41,103 @@ class Difference:
         return f"frame {self.frame}: {self.what}: captured {self.captured!r}, live {self.live!r}"
 
 
-class _Peer(asyncio.DatagramProtocol):
-    def __init__(self) -> None:
-        self.inbox: asyncio.Queue[tuple[Message, tuple[str, int]]] = asyncio.Queue()
+Reply = Callable[[bytes], None]
+
+
+class _StandIn:
+    """One peer of the node, at its captured address, over UDP and TCP.
+
+    Whatever the node sends it lands in one inbox, with the way to answer:
+    back to the datagram's source, or on the connection it came over.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.inbox: asyncio.Queue[tuple[Message, Reply]] = asyncio.Queue()
+        self.udp: asyncio.DatagramTransport | None = None
+        self.server: asyncio.Server | None = None
+        self.outgoing: dict[tuple[str, int], asyncio.Transport] = {}
+        self.streams: list[asyncio.Transport] = []
+
+    async def open(self, udp: bool, tcp: bool) -> None:
+        loop = asyncio.get_running_loop()
+        if udp:
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: _Datagrams(self), local_addr=(self.host, self.port)
+            )
+            self.udp = transport
+        if tcp:
+            self.server = await loop.create_server(
+                lambda: _Stream(self), self.host, self.port, reuse_address=True
+            )
+
+    def deliver(self, data: bytes, reply: Reply, datagram: bool) -> None:
+        try:
+            message = parse_message(data, datagram=datagram)
+        except SipParseError:
+            return
+        if isinstance(message, Response) and message.status == 100:
+            return  # provisional timing depends on the run (RFC 4320)
+        self.inbox.put_nowait((message, reply))
+
+    async def send(self, data: bytes, target: TransportAddress) -> None:
+        if target.transport == "UDP":
+            assert self.udp is not None
+            self.udp.sendto(data, (target.host, target.port))
+            return
+        key = (target.host, target.port)
+        conn = self.outgoing.get(key)
+        if conn is None or conn.is_closing():
+            # From the peer's host (the node may check it); the port is the kernel's,
+            # as the captured one was.
+            conn, _ = await asyncio.get_running_loop().create_connection(
+                lambda: _Stream(self), target.host, target.port, local_addr=(self.host, 0)
+            )
+            self.outgoing[key] = conn
+        conn.write(data)
+
+    def close(self) -> None:
+        if self.udp is not None:
+            self.udp.close()
+        if self.server is not None:
+            self.server.close()
+        for stream in self.streams:
+            stream.close()
+
+
+class _Datagrams(asyncio.DatagramProtocol):
+    def __init__(self, owner: _StandIn) -> None:
+        self.owner = owner
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        transport, origin = self.transport, (str(addr[0]), int(addr[1]))
+        assert transport is not None
+        self.owner.deliver(data, lambda answer: transport.sendto(answer, origin), True)
+
+
+class _Stream(asyncio.Protocol):
+    def __init__(self, owner: _StandIn) -> None:
+        self.owner = owner
+        self.framer = StreamFramer()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.owner.streams.append(self.transport)  # type: ignore[arg-type]
+
+    def data_received(self, data: bytes) -> None:
+        transport = self.transport
+        assert transport is not None
         try:
-            message = parse_message(data)
+            self.framer.feed(data)
+            while (frame := self.framer.next_message()) is not None:
+                self.owner.deliver(frame, transport.write, False)
         except SipParseError:
-            return
-        if isinstance(message, Response) and message.status == 100:
-            return  # provisional timing depends on the run (RFC 4320)
-        self.inbox.put_nowait((message, (str(addr[0]), int(addr[1]))))
+            transport.close()
 
 
 def _key(message: Message) -> tuple[str, int, str]:
@@ -73,10 +159,9 @@ class Replayer:
         self.node_hosts = node_hosts
         self.ignore_temporary_id = ignore_temporary_id
         self.differences: list[Difference] = []
-        self.skipped = 0
         self.compared = 0
-        self._peers: dict[tuple[str, int], _Peer] = {}
-        self._live_requests: dict[tuple[str, int, str], tuple[Request, tuple[str, int], _Peer]] = {}
+        self._peers: dict[tuple[str, int], _StandIn] = {}
+        self._live_requests: dict[tuple[str, int, str], tuple[Request, Reply]] = {}
         self._captured_to_live: dict[tuple[str, int, str], tuple[str, int, str]] = {}
 
     async def run(self, messages: list[CapturedMessage], timeout: float = 5.0) -> list[Difference]:
@@ -85,21 +170,10 @@ class Replayer:
             for m in messages
             if m.source.host in self.node_hosts or m.destination.host in self.node_hosts
         ]
-        loop = asyncio.get_running_loop()
-        for m in relevant:
-            if m.source.transport != "UDP":
-                self.skipped += 1
-                continue
-            peer_address = m.destination if m.source.host in self.node_hosts else m.source
-            key = (peer_address.host, peer_address.port)
-            if key not in self._peers and peer_address.host not in self.node_hosts:
-                _, protocol = await loop.create_datagram_endpoint(_Peer, local_addr=key)
-                self._peers[key] = protocol
-        seen: set[bytes] = set()
         try:
+            await self._stand_in(relevant)
+            seen: set[bytes] = set()
             for m in relevant:
-                if m.source.transport != "UDP":
-                    continue
                 wire = m.message.serialize()
                 if wire in seen:
                     continue  # a retransmission in the capture
@@ -109,20 +183,41 @@ class Replayer:
                 if m.source.host in self.node_hosts:
                     await self._expect(m, timeout)
                 else:
-                    self._feed(m)
+                    await self._feed(m)
         finally:
             for peer in self._peers.values():
-                if peer.transport is not None:
-                    peer.transport.close()
+                peer.close()
         return self.differences
 
-    def _feed(self, m: CapturedMessage) -> None:
+    async def _stand_in(self, relevant: list[CapturedMessage]) -> None:
+        """A stand-in at each peer address: UDP where the capture shows UDP; a TCP
+        listener where the node sent a request over TCP (it connects there)."""
+        udp: set[tuple[str, int]] = set()
+        tcp: set[tuple[str, int]] = set()
+        for m in relevant:
+            from_node = m.source.host in self.node_hosts
+            peer = m.destination if from_node else m.source
+            if peer.host in self.node_hosts:
+                continue  # between two addresses of the node itself
+            key = (peer.host, peer.port)
+            self._peers.setdefault(key, _StandIn(*key))
+            if peer.transport == "UDP":
+                udp.add(key)
+            elif from_node and isinstance(m.message, Request):
+                tcp.add(key)
+        for key, stand_in in self._peers.items():
+            await stand_in.open(udp=key in udp, tcp=key in tcp)
+
+    async def _feed(self, m: CapturedMessage) -> None:
         peer = self._peers[(m.source.host, m.source.port)]
-        assert peer.transport is not None
         message = m.message
-        target = (m.destination.host, m.destination.port)
         if isinstance(message, Request):
-            peer.transport.sendto(message.serialize(), target)
+            try:
+                await peer.send(message.serialize(), m.destination)
+            except OSError as exc:
+                self.differences.append(
+                    Difference(m.frame, "node not reachable", str(m.destination), str(exc))
+                )
             return
         live_key = self._captured_to_live.get(_key(message))
         live = self._live_requests.get(live_key) if live_key else None
@@ -131,7 +226,7 @@ class Replayer:
                 Difference(m.frame, "answer to a request the node never sent", m.label, "-")
             )
             return
-        request, origin, via_peer = live
+        request, reply = live
         headers = [
             (n, v)
             for n, v in message.headers
@@ -145,21 +240,20 @@ class Replayer:
             headers=headers,
             body=message.body,
         )
-        assert via_peer.transport is not None
-        via_peer.transport.sendto(answer.serialize(), origin)
+        reply(answer.serialize())
 
     async def _expect(self, m: CapturedMessage, timeout: float) -> None:
         peer = self._peers.get((m.destination.host, m.destination.port))
         if peer is None:
             return
         try:
-            live, origin = await asyncio.wait_for(peer.inbox.get(), timeout)
+            live, reply = await asyncio.wait_for(peer.inbox.get(), timeout)
         except TimeoutError:
             self.differences.append(Difference(m.frame, "message not sent", m.label, "nothing"))
             return
         self.compared += 1
         if isinstance(live, Request):
-            self._live_requests[_key(live)] = (live, origin, peer)
+            self._live_requests[_key(live)] = (live, reply)
             self._captured_to_live[_key(m.message)] = _key(live)
         self._compare(m, live)
 

@@ -6,12 +6,15 @@ from pathlib import Path
 
 import yaml
 
-from tests.support.lab import Lab
-from tests.support.tools import ROOT, Capture, run_mcmig
+from mcmig.nodes.client import McClient
+from mcmig.profiles import load_deployment
+from tests.support.lab import PARTNER, Lab
+from tests.support.tools import ROOT, Capture, run_mcmig, tshark_read
 
 # What each node sends in the run: partner-server forwards 4 requests (carol stops there)
 # and answers 5; each gateway forwards and answers; dave stops at primary-gw.
 COMPARED = {"partner-server": 9, "partner-gw": 8, "primary-gw": 7, "primary-server": 3}
+USERS = [f"sip:{name}@primary.example" for name in ("alice", "bob", "carol", "dave", "erin")]
 
 
 mcmig = run_mcmig
@@ -27,16 +30,7 @@ def test_replay_each_node_of_a_captured_demo_run(tmp_path: Path) -> None:
             "udp and (net 127.0.1.0/24 or net 127.0.2.0/24 or net 127.0.9.0/24)",
             probe=("127.0.9.2", "127.0.9.1"),
         )
-        outcomes = [
-            lab.migrate(u).status
-            for u in (
-                "sip:alice@primary.example",
-                "sip:bob@primary.example",
-                "sip:carol@primary.example",
-                "sip:dave@primary.example",
-                "sip:erin@primary.example",
-            )
-        ]
+        outcomes = [lab.migrate(u).status for u in USERS]
         capture.stop()
     finally:
         lab.close()
@@ -66,3 +60,65 @@ def test_replay_each_node_of_a_captured_demo_run(tmp_path: Path) -> None:
         or "captured '200', live '403'" in result.stdout
     )
     assert "frame " in result.stdout
+
+
+def test_replay_over_tcp_with_the_kernels_ports(tmp_path: Path) -> None:
+    """The client talks TCP to the partner server and the gateways TCP to each other.
+    tshark records the kernel's ephemeral ports; replay stands in for the peers
+    over TCP (answering on the connection a request came over) and finds no
+    difference, and compares as many messages as over UDP."""
+    profile = yaml.safe_load((ROOT / "sip_profiles/demo.yaml").read_text())
+    for system in profile["systems"]:
+        for peer in system["peers"]:
+            peer["transport"] = "TCP"
+    tcp_profile = ROOT / "sip_profiles" / f".replay-tcp-{tmp_path.name}.yaml"
+    tcp_profile.write_text(yaml.safe_dump(profile))
+    try:
+        lab = Lab(load_deployment(tcp_profile), tmp_path / "state")
+        lab.start()
+        try:
+            capture = Capture(
+                tmp_path / "tcp.pcapng",
+                "(udp or tcp) and (net 127.0.1.0/24 or net 127.0.2.0/24 or net 127.0.9.0/24)",
+                probe=("127.0.9.2", "127.0.9.1"),
+            )
+            system = lab.deployment.system(PARTNER)
+            assert system is not None
+            server = system.servers[0].listen.address("TCP")
+            outcomes = []
+            for user in USERS:
+                client = McClient(lab.client, user)
+                outcome = lab.run(client.migrate(system.migration_psi, server, lab.token(user)))
+                outcomes.append(outcome.status)
+            capture.stop()
+        finally:
+            lab.close()
+        assert outcomes == [200, 403, 403, 404, 200]
+        tcp = tshark_read(
+            tmp_path / "tcp.pcapng",
+            "-d",
+            "tcp.port==5060,sip",
+            "-Y",
+            "sip and tcp",
+            "-T",
+            "fields",
+            "-e",
+            "tcp.srcport",
+        )
+        ports = {int(p) for p in tcp.stdout.split()}
+        assert 5060 in ports and len(ports) >= 2, ports  # the kernel's ports are in there
+        for node, expected in COMPARED.items():
+            result = mcmig(
+                "replay",
+                str(tmp_path / "tcp.pcapng"),
+                "--profile",
+                str(tcp_profile),
+                "--node",
+                node,
+            )
+            assert result.returncode == 0, (node, result.stdout, result.stderr)
+            assert f"{node}: {expected} messages compared, 0 differences" in result.stdout, (
+                result.stdout
+            )
+    finally:
+        tcp_profile.unlink()
