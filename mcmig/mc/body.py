@@ -88,7 +88,8 @@ def decode(body: bytes) -> MigrationBody:
         raise BodyError(f"migration body of {len(body)} bytes exceeds {MAX_BODY}", 413)
     try:
         root = fromstring(body, forbid_dtd=True)
-    except (ParseError, DefusedXmlException, ValueError) as exc:
+    # LookupError: an XML declaration naming an encoding Python does not know.
+    except (ParseError, DefusedXmlException, ValueError, LookupError) as exc:
         raise BodyError(f"not well-formed XML: {type(exc).__name__}") from None
     if root.tag != _NS + "migration":
         raise BodyError(f"root element must be migration in {NAMESPACE}")

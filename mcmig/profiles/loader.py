@@ -40,6 +40,9 @@ class _Node:
         self.path = path
         if not isinstance(data, dict):
             self.fail(f"expected a mapping, found {type(data).__name__}")
+        for key in data:
+            if not isinstance(key, str):  # YAML allows numbers, lists, null as keys
+                self.fail(f"key {key!r} is not a name")
         self.data: dict[str, Any] = data
 
     def fail(self, message: str, key: str | None = None) -> None:

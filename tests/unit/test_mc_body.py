@@ -46,6 +46,8 @@ def test_profile_examples_decode() -> None:
         f'<migration xmlns="{NS}"><request><mc-service-id>sip:a@b.example</mc-service-id><mc-service-id>sip:a@b.example</mc-service-id></request></migration>'.encode(),
         f'<migration xmlns="{NS}"><request><mc-service-id>sip:a@b.example</mc-service-id><evil/></request></migration>'.encode(),
         f'<migration xmlns="{NS}"><request><mc-service-id>sip:a@b.example</mc-service-id><partner-address>nope</partner-address></request></migration>'.encode(),
+        # an encoding Python does not know (found by the atheris run: was LookupError)
+        f'<?xml version="1.0" encoding="UTF-6"?><migration xmlns="{NS}"><request><mc-service-id>sip:a@b.example</mc-service-id></request></migration>'.encode(),
         # XXE and entity expansion are refused by defusedxml before any expansion
         f'<?xml version="1.0"?><!DOCTYPE m [<!ENTITY x SYSTEM "file:///etc/passwd">]><migration xmlns="{NS}"><request><mc-service-id>&x;</mc-service-id></request></migration>'.encode(),
         f'<?xml version="1.0"?><!DOCTYPE m [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]><migration xmlns="{NS}"><request><mc-service-id>&b;</mc-service-id></request></migration>'.encode(),

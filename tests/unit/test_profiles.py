@@ -156,7 +156,8 @@ yaml_trees = st.recursive(
     yaml_leaves,
     lambda children: st.one_of(
         st.lists(children, max_size=4),
-        st.dictionaries(KEYS | st.text(max_size=8), children, max_size=6),
+        # YAML keys may be numbers too (found by the atheris run: was a TypeError)
+        st.dictionaries(KEYS | st.text(max_size=8) | st.integers(0, 9), children, max_size=6),
     ),
     max_leaves=30,
 )
@@ -181,4 +182,12 @@ def test_any_bytes_give_a_deployment_or_a_profile_error(
     path = tmp_path_factory.mktemp("fuzz") / "p.yaml"
     path.write_bytes(data)
     with contextlib.suppress(ProfileError):
+        load_deployment(path)
+
+
+def test_a_key_that_is_not_a_name_is_a_profile_error(tmp_path: Path) -> None:
+    text = (PROFILES / "demo.yaml").read_text()
+    path = tmp_path / "p.yaml"
+    path.write_text(text.replace("kid: primary-idms-demo", "kid: primary-idms-demo\n      5060: x"))
+    with pytest.raises(ProfileError, match="key 5060 is not a name"):
         load_deployment(path)
