@@ -10,6 +10,7 @@ from mcmig.capture.attach import record_nodes
 from mcmig.capture.writer import PcapRecorder
 from mcmig.commands.common import UsageError, load, state_dir_of, until_signalled
 from mcmig.deployment import RunningDeployment, start_deployment
+from mcmig.node.service import tune_garbage_collector
 
 
 def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -54,6 +55,7 @@ def run_up(args: argparse.Namespace) -> int:
                 recorder = PcapRecorder(Path(args.pcap) / f"{deployment.name}.pcap")
                 recorders.append(recorder)
                 record_nodes(running[0].nodes, recorder)
+            tune_garbage_collector()
             nodes = ", ".join(f"{n.name} {n.address}" for n in running[0].nodes)
             print(f"deployment {deployment.name} ready: {nodes}; state in {state_dir}", flush=True)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import ssl
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ from mcmig.sip.transaction_layer import (
     TransactionTimedOut,
 )
 from mcmig.sip.uri import SipUri
+from mcmig.sip.via import Via
 from mcmig.transport.base import TransportConfig, format_hostport
 from mcmig.transport.memory import MemoryNetwork, MemoryTransport
 from mcmig.transport.stream import StreamTransport
@@ -52,6 +54,10 @@ __all__ = ["InviteHandler", "SipNode", "SipTimeoutError", "SipTransportError"]
 Handler = Callable[[Request, TransportAddress], Awaitable[Response]]
 # (direction "sent" or "received", message, from, to): for ladders and captures
 Observer = Callable[[str, Request | Response, TransportAddress, TransportAddress], None]
+
+# Transaction timers fire on multiples of this many seconds (at most this late):
+# far finer than T1 (500 ms), and coarse enough to batch wakeups under load.
+TIMER_TICK = 0.01
 
 # RFC 3261 18.1.1: larger requests go over a congestion-controlled transport.
 UDP_SIZE_LIMIT = 1300
@@ -189,11 +195,12 @@ class SipNode(InviteUsage):
     # -- sending requests --------------------------------------------------------------
     def _prepare(self, request: Request, destination: TransportAddress) -> TransportAddress:
         """Our Via with a fresh branch, a Max-Forwards, and TCP for large requests."""
-        if destination.transport == "UDP" and len(request.serialize()) + 60 > UDP_SIZE_LIMIT:
+        if destination.transport == "UDP" and request.wire_size() + 60 > UDP_SIZE_LIMIT:
             destination = TransportAddress("TCP", destination.host, destination.port)
-        sent_by = format_hostport(self.host, self.ports.get(destination.transport, self.port))
-        via = f"SIP/2.0/{destination.transport} {sent_by};branch={new_branch()};rport"
-        request.add("Via", via, first=True)
+        port = self.ports.get(destination.transport, self.port)
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        params: dict[str, str | None] = {"branch": new_branch(), "rport": None}
+        request.push_via(Via(destination.transport, host, port, params))
         if request.max_forwards is None:
             request.set("Max-Forwards", "70")
         return destination
@@ -444,14 +451,26 @@ class SipNode(InviteUsage):
         self._rearm()
 
     def _rearm(self) -> None:
+        """Arm the loop timer for the next deadline, rounded up to a TIMER_TICK.
+
+        Rounding lets the timers of many transactions (above all Timer J and K,
+        and retransmission timers a response made stale) fire in one wakeup of
+        the event loop instead of one each; an armed timer that is already
+        earlier is kept, and finds what is due when it fires.
+        """
         assert self._loop is not None
         deadline = self.layer.next_deadline()
-        if deadline == self._timer_at:
+        if deadline is None:
+            return
+        at = math.ceil(deadline / TIMER_TICK) * TIMER_TICK
+        if at < deadline:  # floating point
+            at += TIMER_TICK
+        if self._timer_at is not None and self._timer_at <= at:
             return
         if self._timer is not None:
             self._timer.cancel()
-        self._timer_at = deadline
-        self._timer = None if deadline is None else self._loop.call_at(deadline, self._on_timer)
+        self._timer_at = at
+        self._timer = self._loop.call_at(at, self._on_timer)
 
     def _on_timer(self) -> None:
         assert self._loop is not None

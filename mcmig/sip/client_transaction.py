@@ -7,22 +7,21 @@ for the transaction layer and exposes its next deadline.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 
-from mcmig.sip.machine import TableMachine
+from mcmig.sip.machine import MachineEnum, TableMachine
 from mcmig.sip.message import Request, Response
 from mcmig.sip.peer import TransportAddress
 from mcmig.sip.timers import TimerConfig
 
 
-class ClientState(Enum):
+class ClientState(MachineEnum):
     TRYING = "Trying"
     PROCEEDING = "Proceeding"
     COMPLETED = "Completed"
     TERMINATED = "Terminated"
 
 
-class ClientInput(Enum):
+class ClientInput(MachineEnum):
     PROVISIONAL = "1xx"
     FINAL = "final"
     TIMER_E = "Timer E"

@@ -7,16 +7,14 @@ state (Timer M) lets 2xx retransmissions reach the TU so it can ACK them again.
 
 from __future__ import annotations
 
-from enum import Enum
-
 from mcmig.sip.client_transaction import DeliverResponse, Timeout, Transmit, TransportError
-from mcmig.sip.machine import TableMachine
+from mcmig.sip.machine import MachineEnum, TableMachine
 from mcmig.sip.message import Request, Response
 from mcmig.sip.peer import TransportAddress
 from mcmig.sip.timers import TimerConfig
 
 
-class InviteClientState(Enum):
+class InviteClientState(MachineEnum):
     CALLING = "Calling"
     PROCEEDING = "Proceeding"
     COMPLETED = "Completed"
@@ -24,7 +22,7 @@ class InviteClientState(Enum):
     TERMINATED = "Terminated"
 
 
-class InviteClientInput(Enum):
+class InviteClientInput(MachineEnum):
     PROVISIONAL = "1xx"
     SUCCESS = "2xx"
     FAILURE = "300-699"

@@ -9,18 +9,17 @@ the transaction absorbs (Confirmed, Timer I); no ACK by Timer H ends it.
 from __future__ import annotations
 
 from collections.abc import Hashable
-from enum import Enum
 
 from mcmig.sip.client_transaction import Transmit, TransportError
 from mcmig.sip.errors import LocalProtocolError
-from mcmig.sip.machine import TableMachine
+from mcmig.sip.machine import MachineEnum, TableMachine
 from mcmig.sip.message import Request, Response
 from mcmig.sip.peer import TransportAddress
 from mcmig.sip.responses import make_response
 from mcmig.sip.timers import TimerConfig
 
 
-class InviteServerState(Enum):
+class InviteServerState(MachineEnum):
     PROCEEDING = "Proceeding"
     COMPLETED = "Completed"
     CONFIRMED = "Confirmed"
@@ -28,7 +27,7 @@ class InviteServerState(Enum):
     TERMINATED = "Terminated"
 
 
-class InviteServerInput(Enum):
+class InviteServerInput(MachineEnum):
     REQUEST = "INVITE retransmission"
     ACK = "ACK"
     ACKED_2XX = "TU: 2xx acknowledged"

@@ -12,6 +12,14 @@ from __future__ import annotations
 from enum import Enum
 from typing import ClassVar, Generic, TypeVar
 
+
+class MachineEnum(Enum):
+    """States and inputs of the tables. Members are singletons, so identity hashing
+    (a C slot) serves; Enum's own hash is Python code run on every table lookup."""
+
+    __hash__ = object.__hash__
+
+
 S = TypeVar("S", bound=Enum)
 I = TypeVar("I", bound=Enum)  # noqa: E741 - the table's input type
 A = TypeVar("A")

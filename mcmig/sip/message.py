@@ -109,6 +109,23 @@ class Message:
             raise SipParseError("missing Via header", partial=self)
         return vias[0]
 
+    def push_via(self, via: Via) -> None:
+        """Put ``via`` on top; the Vias below it stay parsed if they were."""
+        below = self._typed.get("Via")
+        if below is None and any(n == "Via" for n, _ in self.headers):
+            self._typed.pop("Via", None)  # parsed again, whole, when first read
+        else:
+            self._typed["Via"] = [via, *(below or ())]
+        self.headers.insert(0, ("Via", str(via)))
+
+    def wire_size(self) -> int:
+        """The length of serialize(), without building it."""
+        start = self.start_line()
+        size = len(start.encode()) + len(self.body) + 22 + len(str(len(self.body)))
+        for n, v in self.headers:
+            size += len(n) + (len(v) if v.isascii() else len(v.encode())) + 4
+        return size
+
     def replace_top_via(self, via: Via) -> None:
         """Rewrite the first Via element (RFC 3261 18.2.1 received/rport)."""
         for i, (n, v) in enumerate(self.headers):

@@ -9,25 +9,24 @@ and never a 408.
 from __future__ import annotations
 
 from collections.abc import Hashable
-from enum import Enum
 
 from mcmig.sip.client_transaction import Transmit, TransportError
 from mcmig.sip.errors import LocalProtocolError
-from mcmig.sip.machine import TableMachine
+from mcmig.sip.machine import MachineEnum, TableMachine
 from mcmig.sip.message import Request, Response
 from mcmig.sip.peer import TransportAddress
 from mcmig.sip.responses import make_response
 from mcmig.sip.timers import TimerConfig
 
 
-class ServerState(Enum):
+class ServerState(MachineEnum):
     TRYING = "Trying"
     PROCEEDING = "Proceeding"
     COMPLETED = "Completed"
     TERMINATED = "Terminated"
 
 
-class ServerInput(Enum):
+class ServerInput(MachineEnum):
     REQUEST = "request retransmission"
     TU_PROVISIONAL = "TU 1xx"
     TU_FINAL = "TU final"

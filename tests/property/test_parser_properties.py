@@ -79,6 +79,8 @@ def test_round_trip(message: Message) -> None:
     parsed = parse_message(wire)
     assert parsed == message
     assert parse_message(parsed.serialize()) == parsed
+    # The size a node checks against the UDP limit without serializing.
+    assert message.wire_size() == len(wire) and parsed.wire_size() == len(wire)
 
 
 @given(st.lists(st.one_of(requests(), responses()), min_size=1, max_size=4), st.data())
