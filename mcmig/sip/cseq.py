@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from mcmig.sip.errors import SipParseError
 from mcmig.sip.grammar import FULL_TOKEN_RE, TOKEN
@@ -26,6 +27,7 @@ class CSeq:
         return f"{self.seq} {self.method}"
 
 
+@lru_cache(maxsize=1024)  # values repeat ("1 MESSAGE"); a CSeq is immutable
 def parse_cseq(value: str) -> CSeq:
     number, sep, method = value.partition(" ")
     fast = sep and number.isascii() and number.isdigit() and len(number) <= 10

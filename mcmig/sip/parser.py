@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from operator import itemgetter
 
 from mcmig.sip.address import NameAddress, parse_name_address, parse_name_address_list
 from mcmig.sip.cseq import check_date, parse_bounded_int, parse_cseq
@@ -68,24 +69,31 @@ def parse_message(
     if "\r\n " in head or "\r\n\t" in head:
         head = _FOLD_RE.sub(" ", head)
     start_line, _, rest = head.partition("\r\n")
-    pairs = _HEADER_LINE_RE.findall(rest) if rest else []
     lines = rest.count("\r\n") + 1 if rest else 0
     if lines > limits.max_headers:
         raise SipParseError("too many header fields")
-    if len(pairs) != lines:
-        _explain_bad_header_line(rest)
+    headers = _known_header_lines(rest) if rest else []
+    if len(headers) != lines:
+        names = _NAMES
+        pairs = _HEADER_LINE_RE.findall(rest)
+        if len(pairs) != lines:
+            _explain_bad_header_line(rest)
+        headers = [(names.get(n) or _name(n), v) for n, v in pairs]
     if len(rest) > limits.max_line_length and any(
-        len(v) > limits.max_line_length for _, v in pairs
+        len(v) > limits.max_line_length for _, v in headers
     ):
         raise SipParseError("header line too long")
     message, problem = _parse_start_line(start_line)
     if _HEAD_CTL_RE.search(head) is not None:
-        for name, value in pairs:
+        for name, value in headers:
             check_controls(value, name)
-    names = _NAMES
-    headers = [(names.get(n) or _name(n), v) for n, v in pairs]
-    content_lengths = [v for n, v in headers if n == "Content-Length"]
-    if content_lengths:
+    # Content-Length is computed on output: it leaves the list. Nearly always it is
+    # the last header, which saves a pass over the others.
+    content_lengths: list[str] = []
+    if headers and headers[-1][0] == "Content-Length":
+        content_lengths.append(headers.pop()[1])
+    if "Content-Length" in map(_FIRST, headers):
+        content_lengths += [v for n, v in headers if n == "Content-Length"]
         headers = [(n, v) for n, v in headers if n != "Content-Length"]
     message.headers = headers
     body = data[end + 4 :]
@@ -97,13 +105,32 @@ def parse_message(
     return message
 
 
-_NAMES: dict[str, str] = {}
+# Header names as spelled on the wire -> canonical. Starts with every canonical and
+# compact spelling, so that these stay on the shortcut however many odd spellings
+# peers send (the additions are capped).
+_NAMES: dict[str, str] = {name: name for name in CANONICAL.values()}
+_NAMES.update({raw: name for raw, name in CANONICAL.items() if len(raw) == 1})
+_NAMES_CAP = len(_NAMES) + 4096
+_FIRST = itemgetter(0)
+
+
+def _known_header_lines(rest: str) -> list[tuple[str, str]]:
+    """The header lines, when every name is one seen before exactly as spelled and
+    directly followed by the colon: the common case, read without the grammar.
+    Otherwise (a new spelling, space before the colon, a line without one) a
+    shorter list, and the caller takes the full path."""
+    parts = [line.partition(":") for line in rest.split("\r\n")]
+    names = _NAMES
+    try:
+        return [(names[n], v.strip(" \t")) for n, colon, v in parts if colon]
+    except KeyError:
+        return []
 
 
 def _name(raw: str) -> str:
     """The canonical form of a header name as spelled on the wire (cached: spellings repeat)."""
     name = CANONICAL.get(raw.lower(), raw)
-    if len(_NAMES) < 4096:
+    if len(_NAMES) < _NAMES_CAP:
         _NAMES[raw] = name
     return name
 

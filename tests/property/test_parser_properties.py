@@ -108,3 +108,39 @@ def test_framer_never_raises_anything_else(data: bytes) -> None:
             pass
     except SipParseError:
         pass
+
+
+_NAME_SPELLINGS = st.sampled_from(
+    ["Via", "v", "From", "f", "To", "CALL-ID", "i", "CSeq", "Subject", "X-Odd.Name~1", "s", "l"]
+)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            _NAME_SPELLINGS,
+            st.sampled_from(["", " ", "\t", " \t "]),  # before the colon
+            st.sampled_from(["", " ", "\t "]),  # after it
+            st.text(alphabet="abc ;=<>:@\t", max_size=12),
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_the_shortcut_for_known_names_reads_lines_as_the_grammar_does(
+    lines: list[tuple[str, str, str, str]],
+) -> None:
+    from mcmig.sip import parser
+
+    rest = "\r\n".join(f"{n}{before}:{after}{v}" for n, before, after, v in lines)
+    grammar = [
+        (parser._NAMES.get(n) or parser._name(n), v)
+        for n, v in parser._HEADER_LINE_RE.findall(rest)
+    ]
+    shortcut = parser._known_header_lines(rest)
+    assert len(grammar) == len(lines)
+    # The shortcut either declines (a shorter list) or agrees line for line.
+    assert len(shortcut) < len(lines) or shortcut == grammar
+    preloaded = {"Via", "v", "From", "f", "To", "CSeq", "Subject", "s", "l", "i"}
+    if all(before == "" and n in preloaded for n, before, _, _ in lines):
+        assert shortcut == grammar  # canonical and compact spellings always take it
