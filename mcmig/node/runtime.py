@@ -380,6 +380,8 @@ class SipNode(InviteUsage):
         """Checks every UAS makes before its method logic (RFC 3261 8.2.2)."""
         if not isinstance(request.uri, SipUri):
             return make_response(request, 416)
+        if request.get("Require") is None:
+            return None
         required = [v.lower() for v in request.values("Require") if v]
         unsupported = [v for v in required if v not in SUPPORTED_EXTENSIONS]
         if unsupported and request.method not in ("ACK", "CANCEL"):

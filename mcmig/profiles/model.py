@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from mcmig.mc.policy import PrimaryPolicy, VisitorPolicy
@@ -93,7 +94,15 @@ class SystemProfile:
     call_mode: str = "forward"
 
     def peer(self, domain: str) -> Peer | None:
-        return next((p for p in self.peers if p.domain == domain.lower()), None)
+        return self._peers_by_domain.get(domain.lower())
+
+    @cached_property
+    def _peers_by_domain(self) -> dict[str, Peer]:
+        # Looked up for every relayed request; the first peer of a domain wins.
+        by_domain: dict[str, Peer] = {}
+        for p in self.peers:
+            by_domain.setdefault(p.domain, p)
+        return by_domain
 
     @property
     def public_name(self) -> str:
