@@ -117,6 +117,9 @@ def _step(
     }
 
 
+RECOVERY_PAUSE_S = 5.0
+
+
 def measure(quick: bool = False) -> dict[str, Any]:
     rates, duration = ([60.0], 1.0) if quick else ([250.0, 500.0, 750.0, 1000.0, 1250.0], 6.0)
     steps = []
@@ -129,6 +132,10 @@ def measure(quick: bool = False) -> dict[str, Any]:
                 steps.append(_step(rate, duration, first, procs, Path(folder)))
                 first += int(rate * duration) + 10
                 time.sleep(0.5)
+            # Load drops: after a pause, the first rate again shows whether the
+            # nodes recovered from the overload of the last steps.
+            time.sleep(0.5 if quick else RECOVERY_PAUSE_S)
+            recovery = _step(rates[0], duration, first, procs, Path(folder))
             rss = {n: peak_rss_mb(p.pid) for n, p in procs.items()}
         finally:
             for p in procs.values():
@@ -142,6 +149,7 @@ def measure(quick: bool = False) -> dict[str, Any]:
         "step_duration_s": duration,
         "steps": steps,
         "knee_per_s": max((s["achieved_per_s"] for s in good), default=0.0),
+        "recovery": recovery,
         "peak_rss_mb": rss,
     }
 
@@ -159,6 +167,11 @@ def report(results: dict[str, Any]) -> str:
             f"{lat['p90']:>9.1f}{lat['p99']:>9.1f}{lat['max']:>9.1f}{s['retransmissions']:>7}  {cpu}"
         )
     lines.append(f"knee (no failure, p99 < 50 ms): {results['knee_per_s']:.0f} migrations/s")
+    r = results["recovery"]
+    lines.append(
+        f"recovery, {r['offered_per_s']:.0f}/s again after the sweep: {r['achieved_per_s']:.0f}/s "
+        f"achieved, {r['failed']} failed, p99 {r['latency_ms']['p99']:.1f} ms"
+    )
     lines.append(
         "peak RSS MB: " + ", ".join(f"{n} {v:.1f}" for n, v in results["peak_rss_mb"].items())
     )

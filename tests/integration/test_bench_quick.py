@@ -46,6 +46,8 @@ def test_e2e_bench_quick(tmp_path: Path) -> None:
         "partner-server",
     }
     assert (tmp_path / "e2e-quick-latency.svg").read_text().startswith("<svg")
+    recovery = figures["recovery"]  # the first rate again, after the sweep
+    assert recovery["offered_per_s"] == step["offered_per_s"] and recovery["sent"] > 0  # type: ignore[index]
 
 
 def test_soak_bench_quick(tmp_path: Path) -> None:
