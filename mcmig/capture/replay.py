@@ -7,8 +7,9 @@ sent back, rewritten to match the live transaction (Via, tags, Call-ID,
 CSeq). What the node sends is compared with what the capture shows it
 sent, ignoring values that are new on every run. Over UDP and TCP: a
 stand-in sends over TCP from its captured host (the port is the kernel's)
-and answers on the connection a request came over. TLS cannot be replayed
-from a capture (its payload is encrypted).
+and answers on the connection a request came over. In a dialog, the peers'
+later requests (ACK, BYE) get the Call-ID and tags the node made anew. TLS
+cannot be replayed from a capture (its payload is encrypted).
 """
 
 from __future__ import annotations
@@ -163,6 +164,9 @@ class Replayer:
         self._peers: dict[tuple[str, int], _StandIn] = {}
         self._live_requests: dict[tuple[str, int, str], tuple[Request, Reply]] = {}
         self._captured_to_live: dict[tuple[str, int, str], tuple[str, int, str]] = {}
+        # Values the node makes anew on every run, captured -> live, so that a
+        # peer's later requests in a dialog (ACK, BYE) reach the live dialog.
+        self._renamed: dict[str, str] = {}
 
     async def run(self, messages: list[CapturedMessage], timeout: float = 5.0) -> list[Difference]:
         relevant = [
@@ -213,7 +217,7 @@ class Replayer:
         message = m.message
         if isinstance(message, Request):
             try:
-                await peer.send(message.serialize(), m.destination)
+                await peer.send(self._in_live_dialog(message), m.destination)
             except OSError as exc:
                 self.differences.append(
                     Difference(m.frame, "node not reachable", str(m.destination), str(exc))
@@ -255,7 +259,27 @@ class Replayer:
         if isinstance(live, Request):
             self._live_requests[_key(live)] = (live, reply)
             self._captured_to_live[_key(m.message)] = _key(live)
+        self._learn(m.message, live)
         self._compare(m, live)
+
+    def _learn(self, captured: Message, live: Message) -> None:
+        """The node's new Call-ID and tags, as the capture spelled them."""
+        pairs = [(captured.to.tag, live.to.tag)]
+        if isinstance(captured, Request):
+            pairs += [(captured.call_id, live.call_id), (captured.from_.tag, live.from_.tag)]
+        for old, new in pairs:
+            if old and new and old != new:
+                self._renamed[old] = new
+
+    def _in_live_dialog(self, request: Message) -> bytes:
+        """A peer's captured request with the node's live Call-ID and tags."""
+        wire = request.serialize()
+        head, sep, body = wire.partition(b"\r\n\r\n")
+        for old in {request.call_id, request.from_.tag or "", request.to.tag or ""} - {""}:
+            new = self._renamed.get(old)
+            if new is not None:
+                head = head.replace(old.encode(), new.encode())
+        return head + sep + body
 
     def _compare(self, m: CapturedMessage, live: Message) -> None:
         captured = m.message

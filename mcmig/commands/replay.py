@@ -23,7 +23,8 @@ def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "the capture shows (method/status, Request-URI, From/To URIs, CSeq method, Content-Type, "
         "Warning cause, Max-Forwards, body; XML as XML). Branches, tags, Call-IDs, Content-Length "
         "and allocated temporary identities are ignored. SIP over UDP and TCP (TLS payloads "
-        "are encrypted in a capture). Exit 0 when none differ, 1 when some do.",
+        "are encrypted in a capture); calls too (peers' ACK and BYE follow the live dialog). "
+        "Exit 0 when none differ, 1 when some do.",
     )
     cmd.add_argument("capture", metavar="FILE.pcap")
     cmd.add_argument("--profile", required=True, metavar="FILE")
