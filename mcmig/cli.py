@@ -21,7 +21,8 @@ from mcmig.commands import (
     registry,
     replay,
 )
-from mcmig.commands.common import EXIT_USAGE, UsageError
+from mcmig.commands.common import EXIT_USAGE
+from mcmig.errors import UsageError
 from mcmig.node.runtime import SipNode
 from mcmig.nodes.responder import Responder
 from mcmig.transport.base import split_hostport

@@ -6,7 +6,8 @@ import argparse
 import asyncio
 import sys
 
-from mcmig.commands.common import EXIT_OK, EXIT_SIP_FAILURE, UsageError, load
+from mcmig.commands.common import EXIT_OK, EXIT_SIP_FAILURE, load
+from mcmig.errors import UsageError
 from mcmig.mc.body import BodyError, service_id_uri
 from mcmig.node.runtime import SipNode, SipTimeoutError, SipTransportError
 from mcmig.nodes.phone import place_call

@@ -9,13 +9,10 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from mcmig.errors import UsageError
 from mcmig.profiles import Deployment, ProfileError, load_deployment
 
 EXIT_OK, EXIT_SIP_FAILURE, EXIT_USAGE = 0, 1, 2
-
-
-class UsageError(Exception):
-    """A command-line or profile mistake: printed without a traceback, exit 2."""
 
 
 def load(path: str) -> Deployment:

@@ -6,7 +6,8 @@ import argparse
 import os
 from pathlib import Path
 
-from mcmig.commands.common import UsageError, load
+from mcmig.commands.common import load
+from mcmig.errors import UsageError
 from mcmig.mc.body import BodyError, service_id_uri
 from mcmig.mc.tokens import generate_private_key, issue_token, private_key_pem, public_key_pem
 from mcmig.profiles.keys import idms_key

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mcmig import ladder
-from mcmig.commands.common import EXIT_OK, EXIT_SIP_FAILURE, UsageError, load
+from mcmig.commands.common import EXIT_OK, EXIT_SIP_FAILURE, load
 from mcmig.commands.migrate import migrate_once, token_for
 from mcmig.deployment import start_deployment
+from mcmig.errors import UsageError
 from mcmig.mc.tokens import IdmsKey, generate_private_key, issue_token
 from mcmig.node.runtime import SipNode
 from mcmig.nodes.client import MigrationOutcome

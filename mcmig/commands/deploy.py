@@ -8,8 +8,9 @@ from pathlib import Path
 
 from mcmig.capture.attach import record_nodes
 from mcmig.capture.writer import PcapRecorder
-from mcmig.commands.common import UsageError, load, state_dir_of, until_signalled
+from mcmig.commands.common import load, state_dir_of, until_signalled
 from mcmig.deployment import RunningDeployment, start_deployment
+from mcmig.errors import UsageError
 from mcmig.node.service import tune_garbage_collector
 
 

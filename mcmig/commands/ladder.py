@@ -7,7 +7,8 @@ from pathlib import Path
 
 from mcmig import ladder
 from mcmig.capture.reader import CaptureError, read_sip
-from mcmig.commands.common import UsageError, load
+from mcmig.commands.common import load
+from mcmig.errors import UsageError
 from mcmig.ladder_svg import render_svg
 from mcmig.sip.peer import TransportAddress
 from mcmig.transport.base import format_hostport

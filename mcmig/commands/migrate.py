@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from mcmig.commands.common import EXIT_OK, EXIT_SIP_FAILURE, UsageError, load
+from mcmig.commands.common import EXIT_OK, EXIT_SIP_FAILURE, load
+from mcmig.errors import UsageError
 from mcmig.mc.body import BodyError, service_id_uri
 from mcmig.mc.tokens import issue_token
 from mcmig.node.runtime import SipNode

@@ -6,8 +6,9 @@ import argparse
 import json
 import time
 
-from mcmig.commands.common import UsageError, load, state_dir_of
+from mcmig.commands.common import load, state_dir_of
 from mcmig.deployment import registry_path
+from mcmig.errors import UsageError
 from mcmig.mc.registry import SqliteMigrationStore
 
 

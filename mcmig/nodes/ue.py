@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from mcmig.commands.common import UsageError
+from mcmig.errors import UsageError
 from mcmig.mc.body import CONTENT_TYPE, MigrationRelease, encode
 from mcmig.mc.tokens import issue_token
 from mcmig.node.runtime import SipNode
