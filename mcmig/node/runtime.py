@@ -464,9 +464,12 @@ class SipNode(InviteUsage):
         deadline = self.layer.next_deadline()
         if deadline is None:
             return
-        at = math.ceil(deadline / TIMER_TICK) * TIMER_TICK
-        if at < deadline:  # floating point
-            at += TIMER_TICK
+        if deadline <= self._loop.time():
+            at = deadline  # due now (Timer J and K are zero over TCP): no rounding
+        else:
+            at = math.ceil(deadline / TIMER_TICK) * TIMER_TICK
+            if at < deadline:  # floating point
+                at += TIMER_TICK
         if self._timer_at is not None and self._timer_at <= at:
             return
         if self._timer is not None:

@@ -30,6 +30,11 @@ class StreamConnection(asyncio.Protocol):
         self._idle: asyncio.TimerHandle | None = None
         self._pending: list[bytes] = []
         self._secured = False
+        # Bytes that arrive before the connection is admitted: asyncio's start_tls
+        # can hand over application data that came with the end of the handshake
+        # before it returns the secured transport to us.
+        self._admitted = False
+        self._early: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -50,10 +55,14 @@ class StreamConnection(asyncio.Protocol):
         if not self._owner.admit(self):
             transport.abort()
             return
+        self._admitted = True
         self._touch()
         for data in self._pending:
             transport.write(data)
         self._pending.clear()
+        early, self._early = self._early, []
+        for data in early:
+            self.data_received(data)
 
     async def _secure(self, raw: asyncio.Transport, context: ssl.SSLContext) -> None:
         loop = asyncio.get_running_loop()
@@ -79,6 +88,9 @@ class StreamConnection(asyncio.Protocol):
         self.connection_made(secured)
 
     def data_received(self, data: bytes) -> None:
+        if not self._admitted:
+            self._early.append(data)
+            return
         self._framer.feed(data)
         assert self.remote is not None
         while True:

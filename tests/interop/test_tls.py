@@ -11,6 +11,7 @@ import pytest
 
 from mcmig.mc.body import CONTENT_TYPE, MigrationRequest, encode
 from mcmig.node.runtime import SipNode
+from mcmig.sip.ids import new_branch
 from mcmig.sip.peer import TransportAddress
 from mcmig.sip.requests import make_request
 from mcmig.sip.uri import parse_sip_uri
@@ -69,7 +70,7 @@ async def _tls_attempt(context: ssl.SSLContext, source: str) -> bytes:
             ),
             content_type=CONTENT_TYPE,
         )
-        request.add("Via", f"SIP/2.0/TLS {source}:5061;branch=z9hG4bKprobe", first=True)
+        request.add("Via", f"SIP/2.0/TLS {source}:5061;branch={new_branch()}", first=True)
         writer.write(request.serialize())
         await writer.drain()
         return await asyncio.wait_for(reader.read(65536), 3)
