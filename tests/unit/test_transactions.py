@@ -106,6 +106,9 @@ def test_server_absorbs_retransmissions_and_resends_last_response() -> None:
     ok = make_response(request, 200)
     assert txn.respond(ok, 0.6) == [Transmit(ok, UDP)]
     assert txn.state is ServerState.COMPLETED
+    # Completed keeps only what absorbing retransmissions needs, not the request.
+    with pytest.raises(LocalProtocolError):
+        _ = txn.request
     assert txn.receive_retransmission(1.0) == [Transmit(ok, UDP)]
     assert txn.next_deadline() == pytest.approx(0.6 + 32)  # Timer J = 64*T1
     txn.handle_timer(32.6)
