@@ -327,3 +327,64 @@ def test_client_timeout_when_nobody_answers() -> None:
             await client.stop()
 
     asyncio.run(main())
+
+
+def test_overload_sheds_new_work_with_503_keeps_options_and_recovers() -> None:
+    """Past max_pending requests in hand a node answers new ones at once with 503
+    overloaded, Retry-After and the PROFILE cause body; OPTIONS is still
+    answered; once the work in hand is done, new requests are served again."""
+    from mcmig.mc.body import MigrationFailure, decode
+    from mcmig.nodes.b2bua import shed_like_the_profile
+    from mcmig.sip.requests import make_request
+    from mcmig.sip.responses import make_response
+
+    async def main() -> None:
+        release = asyncio.Event()
+
+        async def slow(request: Request, source: TransportAddress) -> Response:
+            await release.wait()
+            return make_response(request, 200)
+
+        server = SipNode("busy", HOST, 0)
+        server.handlers["MESSAGE"] = slow
+        server.max_pending = 3
+        shed_like_the_profile(server, "busy.example")
+        client = SipNode("client", "127.0.5.2", 0)
+        await server.start()
+        await client.start()
+        target = TransportAddress("UDP", HOST, server.port)
+
+        def request(method: str) -> Request:
+            return make_request(
+                method,
+                parse_uri("sip:x@busy.example"),
+                from_uri="sip:c@client.example",
+                to_uri="sip:x@busy.example",
+            )
+
+        try:
+            held = [
+                asyncio.create_task(client.send_request(request("MESSAGE"), target))
+                for _ in range(3)
+            ]
+            await asyncio.sleep(0.2)
+            assert server.resources()["handlers"] == 3
+            shed = await asyncio.gather(
+                *(client.send_request(request("MESSAGE"), target) for _ in range(2))
+            )
+            for response in shed:
+                assert response.status == 503 and response.get("Retry-After") == "2"
+                assert "overloaded" in (response.get("Warning") or "")
+                failure = decode(response.body)
+                assert isinstance(failure, MigrationFailure) and failure.cause == "overloaded"
+            options = await client.send_request(request("OPTIONS"), target)
+            assert options.status == 200  # health checks are never shed
+            release.set()
+            assert [r.status for r in await asyncio.gather(*held)] == [200, 200, 200]
+            assert (await client.send_request(request("MESSAGE"), target)).status == 200
+            assert server.resources()["handlers"] == 0 and server.stats.shed == 2
+        finally:
+            await client.stop()
+            await server.stop()
+
+    asyncio.run(main())
