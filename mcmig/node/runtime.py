@@ -18,6 +18,7 @@ from typing import Any
 from mcmig.node.dialogs import Dialog, InviteServerHandle, OutgoingInvite
 from mcmig.node.errors import SipTimeoutError, SipTransportError
 from mcmig.node.invite_usage import InviteHandler, InviteUsage
+from mcmig.node.refusals import Refusals
 from mcmig.sip.errors import SipParseError
 from mcmig.sip.ids import new_branch
 from mcmig.sip.invite_client_transaction import InviteClientTransaction
@@ -27,7 +28,6 @@ from mcmig.sip.parser import parse_message
 from mcmig.sip.peer import (
     TransportAddress,
     reconnect_destination,
-    response_destination,
     stamp_received,
 )
 from mcmig.sip.responses import make_response
@@ -61,7 +61,6 @@ TIMER_TICK = 0.01
 
 # RFC 3261 18.1.1: larger requests go over a congestion-controlled transport.
 UDP_SIZE_LIMIT = 1300
-SUPPORTED_EXTENSIONS: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -75,7 +74,7 @@ class NodeStats:
     by_method: dict[str, int] = field(default_factory=dict)
 
 
-class SipNode(InviteUsage):
+class SipNode(InviteUsage, Refusals):
     """One SIP element listening on UDP and TCP at one host and port."""
 
     def __init__(
@@ -249,38 +248,6 @@ class SipNode(InviteUsage):
         self._dispatch(events)
         self._flush()
 
-    def _reject(self, exc: SipParseError, source: TransportAddress) -> None:
-        """Answer a malformed request statelessly when its headers allow, else drop it."""
-        self.stats.malformed += 1
-        partial = exc.partial
-        if (
-            isinstance(partial, Request)
-            and partial.method != "ACK"
-            and all(partial.has(h) for h in ("Via", "From", "To", "Call-ID", "CSeq"))
-        ):
-            try:
-                response = make_response(
-                    partial, exc.status, headers=[("Warning", self._warning(exc))]
-                )
-                # Over TCP the answer goes back on the connection: no Via needed.
-                destination = (
-                    source if source.reliable else response_destination(partial.top_via, source)
-                )
-            except SipParseError:
-                pass
-            else:
-                self.stats.answered_malformed += 1
-                self.log.info(
-                    "answered %d to malformed request from %s: %s", exc.status, source, exc.reason
-                )
-                self._send(response, destination)
-                return
-        self.log.info("dropped malformed message from %s: %s", source, exc.reason)
-
-    def _warning(self, exc: SipParseError) -> str:
-        text = exc.reason.replace("\\", "").replace('"', "'")
-        return f'399 {self.address} "{text}"'
-
     def _dispatch(self, events: list[Event]) -> None:
         for event in events:
             if isinstance(event, RequestReceived):
@@ -343,56 +310,10 @@ class SipNode(InviteUsage):
         assert isinstance(txn, NonInviteServerTransaction)
         self._spawn(self._run_handler(handler, txn, source))
 
-    def _overloaded(self, request: Request) -> bool:
-        """Too much in hand already: new work is refused early, at almost no cost,
-        rather than accepted and left to time out (which makes peers retransmit)."""
-        if request.method == "OPTIONS":
-            return False
-        return len(self._tasks) >= self.max_pending
-
-    def _shed(self, request: Request) -> Response:
-        self.stats.shed += 1
-        if self.stats.shed % 1000 == 1:
-            self.log.warning(
-                "overloaded: %d requests in hand, answering 503 (%d so far)",
-                len(self._tasks),
-                self.stats.shed,
-            )
-        headers = [
-            ("Retry-After", str(self.retry_after)),
-            (
-                "Warning",
-                f'399 {self.public_name} "overloaded: {len(self._tasks)} requests in progress"',
-            ),
-        ]
-        body = b""
-        if self.shed_body is not None:
-            body = self.shed_body
-            headers.append(("Content-Type", self.shed_content_type))
-        return make_response(request, 503, headers=headers, body=body)
-
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    def _precheck(self, request: Request) -> Response | None:
-        """Checks every UAS makes before its method logic (RFC 3261 8.2.2)."""
-        if not isinstance(request.uri, SipUri):
-            return make_response(request, 416)
-        if request.get("Require") is None:
-            return None
-        required = [v.lower() for v in request.values("Require") if v]
-        unsupported = [v for v in required if v not in SUPPORTED_EXTENSIONS]
-        if unsupported and request.method not in ("ACK", "CANCEL"):
-            return make_response(request, 420, headers=[("Unsupported", ", ".join(unsupported))])
-        return None
-
-    def _method_not_allowed(self, request: Request) -> Response:
-        return make_response(request, 405, headers=[("Allow", self.allow_header())])
-
-    def allow_header(self) -> str:
-        return ", ".join(sorted(self.handlers))
 
     async def _run_handler(
         self, handler: Handler, txn: NonInviteServerTransaction, source: TransportAddress

@@ -1,0 +1,121 @@
+"""What a node answers without its handlers: refusals (RFC 3261 8.2.2), stateless
+answers to malformed requests, and load shedding.
+
+A mixin of SipNode, kept apart so that runtime.py only moves messages between
+transports, transactions and handlers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from mcmig.sip.errors import SipParseError
+from mcmig.sip.message import Request, Response
+from mcmig.sip.peer import TransportAddress, response_destination
+from mcmig.sip.responses import make_response
+from mcmig.sip.uri import SipUri
+
+if TYPE_CHECKING:
+    from mcmig.node.runtime import Handler, NodeStats
+
+SUPPORTED_EXTENSIONS: frozenset[str] = frozenset()
+
+
+class Refusals:
+    # Provided by SipNode (declared for the type checker).
+    stats: NodeStats
+    log: logging.Logger
+    handlers: dict[str, Handler]
+    max_pending: int
+    retry_after: int
+    public_name: str
+    shed_body: bytes | None
+    shed_content_type: str
+    _tasks: set[asyncio.Task[None]]
+
+    @property
+    def address(self) -> str:
+        raise NotImplementedError
+
+    def _send(self, message: Request | Response, destination: TransportAddress) -> None:
+        raise NotImplementedError
+
+    def _reject(self, exc: SipParseError, source: TransportAddress) -> None:
+        """Answer a malformed request statelessly when its headers allow, else drop it."""
+        self.stats.malformed += 1
+        partial = exc.partial
+        if (
+            isinstance(partial, Request)
+            and partial.method != "ACK"
+            and all(partial.has(h) for h in ("Via", "From", "To", "Call-ID", "CSeq"))
+        ):
+            try:
+                response = make_response(
+                    partial, exc.status, headers=[("Warning", self._warning(exc))]
+                )
+                # Over TCP the answer goes back on the connection: no Via needed.
+                destination = (
+                    source if source.reliable else response_destination(partial.top_via, source)
+                )
+            except SipParseError:
+                pass
+            else:
+                self.stats.answered_malformed += 1
+                self.log.info(
+                    "answered %d to malformed request from %s: %s", exc.status, source, exc.reason
+                )
+                self._send(response, destination)
+                return
+        self.log.info("dropped malformed message from %s: %s", source, exc.reason)
+
+    def _warning(self, exc: SipParseError) -> str:
+        text = exc.reason.replace("\\", "").replace('"', "'")
+        return f'399 {self.address} "{text}"'
+
+    def _overloaded(self, request: Request) -> bool:
+        """Too much in hand already: new work is refused early, at almost no cost,
+        rather than accepted and left to time out (which makes peers retransmit)."""
+        if request.method == "OPTIONS":
+            return False
+        return len(self._tasks) >= self.max_pending
+
+    def _shed(self, request: Request) -> Response:
+        self.stats.shed += 1
+        if self.stats.shed % 1000 == 1:
+            self.log.warning(
+                "overloaded: %d requests in hand, answering 503 (%d so far)",
+                len(self._tasks),
+                self.stats.shed,
+            )
+        headers = [
+            ("Retry-After", str(self.retry_after)),
+            (
+                "Warning",
+                f'399 {self.public_name} "overloaded: {len(self._tasks)} requests in progress"',
+            ),
+        ]
+        body = b""
+        if self.shed_body is not None:
+            body = self.shed_body
+            headers.append(("Content-Type", self.shed_content_type))
+        return make_response(request, 503, headers=headers, body=body)
+
+    def _precheck(self, request: Request) -> Response | None:
+        """Checks every UAS makes before its method logic (RFC 3261 8.2.2)."""
+        if not isinstance(request.uri, SipUri):
+            return make_response(request, 416)
+        if request.get("Require") is None:
+            return None
+        required = [v.lower() for v in request.values("Require") if v]
+        unsupported = [v for v in required if v not in SUPPORTED_EXTENSIONS]
+        if unsupported and request.method not in ("ACK", "CANCEL"):
+            return make_response(request, 420, headers=[("Unsupported", ", ".join(unsupported))])
+        return None
+
+    def _method_not_allowed(self, request: Request) -> Response:
+        return make_response(request, 405, headers=[("Allow", self.allow_header())])
+
+    def allow_header(self) -> str:
+        return ", ".join(sorted(self.handlers))
