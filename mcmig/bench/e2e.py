@@ -51,6 +51,31 @@ def _start(name: str, state: Path) -> subprocess.Popen[str]:
     return proc
 
 
+def start_load_client(
+    host: str, first: int, count: int, rate: float, out: Path
+) -> subprocess.Popen[bytes]:
+    """A load-client process migrating users u<first>.. at ``rate``; figures to ``out``."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mcmig.bench.loadclient",
+            "--profile",
+            PROFILE,
+            "--host",
+            host,
+            "--first",
+            str(first),
+            "--count",
+            str(count),
+            "--rate",
+            str(rate),
+            "--out",
+            str(out),
+        ],
+    )
+
+
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
@@ -65,28 +90,7 @@ def _step(
     for i, host in enumerate(CLIENTS):
         out = folder / f"client-{first}-{i}.json"
         clients.append(
-            (
-                out,
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "mcmig.bench.loadclient",
-                        "--profile",
-                        PROFILE,
-                        "--host",
-                        host,
-                        "--first",
-                        str(first + i * count),
-                        "--count",
-                        str(count),
-                        "--rate",
-                        str(rate / len(CLIENTS)),
-                        "--out",
-                        str(out),
-                    ],
-                ),
-            )
+            (out, start_load_client(host, first + i * count, count, rate / len(CLIENTS), out))
         )
     for _, client in clients:
         client.wait(timeout=duration * 10 + 120)

@@ -6,22 +6,13 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from mcmig.bench.e2e import NODES, PROFILE, _start
-from mcmig.bench.procstat import cpu_seconds
-
-
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+from mcmig.bench.e2e import NODES, _start, start_load_client
+from mcmig.bench.procstat import cpu_seconds, rss_mb
 
 
 def measure(quick: bool = False) -> dict[str, Any]:
@@ -33,31 +24,13 @@ def measure(quick: bool = False) -> dict[str, Any]:
         out = folder / "client.json"
         try:
             cpu0 = {n: cpu_seconds(p.pid) for n, p in procs.items()}
-            client = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "mcmig.bench.loadclient",
-                    "--profile",
-                    PROFILE,
-                    "--host",
-                    "127.0.2.101",
-                    "--first",
-                    "0",
-                    "--count",
-                    str(int(rate * duration)),
-                    "--rate",
-                    str(rate),
-                    "--out",
-                    str(out),
-                ],
-            )
+            client = start_load_client("127.0.2.101", 0, int(rate * duration), rate, out)
             start = time.monotonic()
             while client.poll() is None:
                 samples.append(
                     {
                         "t_s": round(time.monotonic() - start, 1),
-                        **{n: _rss_mb(p.pid) for n, p in procs.items()},
+                        **{n: rss_mb(p.pid) for n, p in procs.items()},
                     }
                 )
                 time.sleep(every)
