@@ -42,7 +42,7 @@ from mcmig.sip.transaction_layer import (
     TransactionLayer,
     TransactionTimedOut,
 )
-from mcmig.sip.uri import SipUri
+from mcmig.sip.uri import SipUri, host_reference
 from mcmig.sip.via import Via
 from mcmig.transport.base import TransportConfig, format_hostport
 from mcmig.transport.memory import MemoryNetwork, MemoryTransport
@@ -189,7 +189,7 @@ class SipNode(InviteUsage, Refusals):
 
     @property
     def uri(self) -> SipUri:
-        return SipUri(host=self.host if ":" not in self.host else f"[{self.host}]", port=self.port)
+        return SipUri(host=host_reference(self.host), port=self.port)
 
     # -- sending requests --------------------------------------------------------------
     def _prepare(self, request: Request, destination: TransportAddress) -> TransportAddress:
@@ -197,7 +197,7 @@ class SipNode(InviteUsage, Refusals):
         if destination.transport == "UDP" and request.wire_size() + 60 > UDP_SIZE_LIMIT:
             destination = TransportAddress("TCP", destination.host, destination.port)
         port = self.ports.get(destination.transport, self.port)
-        host = f"[{self.host}]" if ":" in self.host else self.host
+        host = host_reference(self.host)
         params: dict[str, str | None] = {"branch": new_branch(), "rport": None}
         request.push_via(Via(destination.transport, host, port, params))
         if request.max_forwards is None:

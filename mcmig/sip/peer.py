@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mcmig.sip.message import Request
+from mcmig.sip.uri import host_reference
 from mcmig.sip.via import Via
 
 RELIABLE = frozenset({"TCP", "TLS", "SCTP", "WS", "WSS"})
@@ -24,7 +25,7 @@ class TransportAddress:
         return self.transport in RELIABLE
 
     def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
+        host = host_reference(self.host)
         return f"{self.transport.lower()}:{host}:{self.port}"
 
 

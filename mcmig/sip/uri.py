@@ -32,6 +32,11 @@ _ABSOLUTE_URI_RE = re.compile(
 _HOST_RE = re.compile(HOST + r"\Z")
 
 
+def host_reference(host: str) -> str:
+    """A host as it is written in a URI or Via: an IPv6 address in brackets."""
+    return f"[{host}]" if ":" in host else host
+
+
 def is_host(text: str) -> bool:
     return _HOST_RE.match(text) is not None
 

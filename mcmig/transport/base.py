@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from mcmig.sip.parser import DEFAULT_LIMITS, ParserLimits
 from mcmig.sip.peer import TransportAddress
+from mcmig.sip.uri import host_reference
 
 # (raw message bytes, where they came from, True when a whole datagram)
 MessageSink = Callable[[bytes, TransportAddress, bool], None]
@@ -48,4 +49,4 @@ def split_hostport(text: str, default_port: int = 5060) -> tuple[str, int]:
 
 
 def format_hostport(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return f"{host_reference(host)}:{port}"

@@ -7,7 +7,14 @@ from pathlib import Path
 
 from tests.support.lab import Lab
 from tests.support.png import pixels
-from tests.support.tools import Capture, Mcmig, require, run_mcmig, tshark_read
+from tests.support.tools import (
+    Capture,
+    Mcmig,
+    call_bob_to_alice_in_demo3,
+    require,
+    run_mcmig,
+    tshark_read,
+)
 
 mcmig = run_mcmig
 
@@ -36,19 +43,7 @@ def test_up_records_a_pcap_that_tshark_decodes_and_ladder_draws(tmp_path: Path) 
             "127.0.1.50:0",
         )
         assert big.stdout.strip() == "200 OK"  # over 1300 bytes: TCP on every leg
-        call = mcmig(
-            "call",
-            "--profile",
-            "sip_profiles/demo3.yaml",
-            "--from",
-            "sip:bob@primary.example",
-            "--to",
-            "sip:alice@primary.example",
-            "--hold",
-            "0.2",
-            "--listen",
-            "127.0.1.50:0",
-        )
+        call = call_bob_to_alice_in_demo3()
         assert call.stdout.startswith("200 OK")
     finally:
         assert up.stop() == 0

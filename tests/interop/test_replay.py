@@ -10,7 +10,14 @@ import yaml
 from mcmig.nodes.client import McClient
 from mcmig.profiles import load_deployment
 from tests.support.lab import PARTNER, Lab
-from tests.support.tools import ROOT, Capture, Mcmig, run_mcmig, tshark_read
+from tests.support.tools import (
+    ROOT,
+    Capture,
+    Mcmig,
+    call_bob_to_alice_in_demo3,
+    run_mcmig,
+    tshark_read,
+)
 
 # What each node sends in the run: partner-server forwards 4 requests (carol stops there)
 # and answers 5; each gateway forwards and answers; dave stops at primary-gw.
@@ -138,19 +145,7 @@ def test_replay_of_a_call_follows_the_live_dialog(tmp_path: Path) -> None:
         str(tmp_path),
     )
     try:
-        call = mcmig(
-            "call",
-            "--profile",
-            "sip_profiles/demo3.yaml",
-            "--from",
-            "sip:bob@primary.example",
-            "--to",
-            "sip:alice@primary.example",
-            "--hold",
-            "0.2",
-            "--listen",
-            "127.0.1.50:0",
-        )
+        call = call_bob_to_alice_in_demo3()
         assert call.stdout.startswith("200 OK"), call.stdout + call.stderr
     finally:
         assert up.stop() == 0

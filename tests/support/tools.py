@@ -175,6 +175,23 @@ def run_mcmig(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[s
     )
 
 
+def call_bob_to_alice_in_demo3(hold: str = "0.2") -> subprocess.CompletedProcess[str]:
+    """`mcmig call` from bob (home) to alice (migrated) in a running demo3 deployment."""
+    return run_mcmig(
+        "call",
+        "--profile",
+        "sip_profiles/demo3.yaml",
+        "--from",
+        "sip:bob@primary.example",
+        "--to",
+        "sip:alice@primary.example",
+        "--hold",
+        hold,
+        "--listen",
+        "127.0.1.50:0",
+    )
+
+
 def registry_records(
     state: Path, profile: str = "sip_profiles/demo.yaml", node: str = "primary-server"
 ) -> list[dict[str, object]]:
