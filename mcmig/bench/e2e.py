@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mcmig.bench.procstat import cpu_seconds, peak_rss_mb
+from mcmig.bench.procstat import cpu_seconds, peak_rss_mb, udp_receive_buffer_drops
 
 NODES = ["primary-server", "primary-gw", "partner-gw", "partner-server"]
 PROFILE = "sip_profiles/demo.yaml"
@@ -86,6 +86,7 @@ def _step(
 ) -> dict[str, Any]:
     count = int(rate * duration / len(CLIENTS))
     cpu_before = {n: cpu_seconds(p.pid) for n, p in procs.items()}
+    drops_before = udp_receive_buffer_drops()
     clients = []
     for i, host in enumerate(CLIENTS):
         out = folder / f"client-{first}-{i}.json"
@@ -95,12 +96,17 @@ def _step(
     for _, client in clients:
         client.wait(timeout=duration * 10 + 120)
     cpu_after = {n: cpu_seconds(p.pid) for n, p in procs.items()}
+    drops = udp_receive_buffer_drops() - drops_before
     results = [json.loads(out.read_text()) for out, _ in clients]
     latencies = [x for r in results for x in r["latencies_ms"]]
     statuses: dict[str, int] = {}
     for r in results:
         for k, v in r["statuses"].items():
             statuses[k] = statuses.get(k, 0) + v
+    refused_by: dict[str, int] = {}
+    for r in results:
+        for k, v in r["refused_by"].items():
+            refused_by[k] = refused_by.get(k, 0) + v
     ok = statuses.get("200", 0)
     elapsed = max(r["elapsed_s"] for r in results)
     return {
@@ -116,7 +122,10 @@ def _step(
             "p99": _percentile(latencies, 0.99),
             "max": max(latencies, default=0.0),
         },
+        "refused_by": refused_by,
         "retransmissions": sum(r["retransmissions"] for r in results),
+        "udp_receive_buffer_drops": drops,
+        "load_client_cpu_s": sum(r["cpu_s"] for r in results),
         "cpu_s_per_1000": {n: (cpu_after[n] - cpu_before[n]) * 1000 / max(ok, 1) for n in procs},
     }
 
@@ -169,6 +178,12 @@ def report(results: dict[str, Any]) -> str:
         lines.append(
             f"{s['offered_per_s']:>10.0f}{s['achieved_per_s']:>12.0f}{s['failed']:>8}{lat['p50']:>9.1f}"
             f"{lat['p90']:>9.1f}{lat['p99']:>9.1f}{lat['max']:>9.1f}{s['retransmissions']:>7}  {cpu}"
+        )
+    for s in results["steps"]:
+        refused = ", ".join(f"{n} {v}" for n, v in sorted(s["refused_by"].items())) or "none"
+        lines.append(
+            f"{s['offered_per_s']:>10.0f}/s: refused by {refused}; kernel UDP drops "
+            f"{s['udp_receive_buffer_drops']}; load clients' CPU {s['load_client_cpu_s']:.1f} s"
         )
     lines.append(f"knee (no failure, p99 < 50 ms): {results['knee_per_s']:.0f} migrations/s")
     r = results["recovery"]

@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import sys
+import time
 from pathlib import Path
 
 from mcmig.mc.tokens import issue_token
@@ -32,6 +33,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     loop = asyncio.get_running_loop()
     latencies: list[float] = []
     statuses: dict[str, int] = {}
+    refusers: dict[str, int] = {}
 
     async def one(user: str, token: str) -> None:
         t0 = loop.time()
@@ -41,7 +43,11 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         latencies.append((loop.time() - t0) * 1000)
         key = f"{outcome.status} {outcome.cause or ''}".strip()
         statuses[key] = statuses.get(key, 0) + 1
+        if not outcome.accepted:
+            agent = outcome.agent or "?"
+            refusers[agent] = refusers.get(agent, 0) + 1
 
+    cpu_start = time.process_time()
     start = loop.time() + 0.05
     tasks = []
     for i, (user, token) in enumerate(zip(users, tokens, strict=True)):
@@ -51,11 +57,14 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         tasks.append(loop.create_task(one(user, token)))
     await asyncio.gather(*tasks)
     elapsed = loop.time() - start
+    cpu_s = time.process_time() - cpu_start
     await node.stop()
     return {
         "sent": len(users),
         "elapsed_s": elapsed,
         "statuses": statuses,
+        "refused_by": refusers,
+        "cpu_s": cpu_s,
         "latencies_ms": latencies,
         "retransmissions": node.stats.retransmissions,
     }

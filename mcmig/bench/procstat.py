@@ -40,3 +40,11 @@ def group_pids(pgid: int) -> list[int]:
             except (ProcessLookupError, PermissionError):
                 continue
     return pids
+
+
+def udp_receive_buffer_drops() -> int:
+    """Datagrams the kernel dropped, machine-wide, because a socket's receive
+    buffer was full (RcvbufErrors in /proc/net/snmp): load that never reached a node."""
+    rows = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines()]
+    udp = [row[1:] for row in rows if row and row[0] == "Udp:"]
+    return int(dict(zip(udp[0], udp[1], strict=True))["RcvbufErrors"])
