@@ -11,7 +11,7 @@ from mcmig.capture.writer import PcapRecorder
 from mcmig.commands.common import load, state_dir_of, until_signalled
 from mcmig.deployment import RunningDeployment, start_deployment
 from mcmig.errors import UsageError
-from mcmig.node.service import tune_garbage_collector
+from mcmig.node.service import shed_late_requests, tune_garbage_collector
 
 
 def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -57,6 +57,7 @@ def run_up(args: argparse.Namespace) -> int:
                 recorders.append(recorder)
                 record_nodes(running[0].nodes, recorder)
             tune_garbage_collector()
+            shed_late_requests(running[0].nodes)
             nodes = ", ".join(f"{n.name} {n.address}" for n in running[0].nodes)
             print(f"deployment {deployment.name} ready: {nodes}; state in {state_dir}", flush=True)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from mcmig.sip.errors import SipParseError
@@ -19,6 +20,7 @@ from mcmig.sip.uri import SipUri
 
 if TYPE_CHECKING:
     from mcmig.node.runtime import Handler, NodeStats
+    from mcmig.transport.udp import UdpTransport
 
 SUPPORTED_EXTENSIONS: frozenset[str] = frozenset()
 
@@ -29,6 +31,9 @@ class Refusals:
     log: logging.Logger
     handlers: dict[str, Handler]
     max_pending: int
+    max_queue_delay: float | None
+    _queue_delay_since: float
+    _udp: UdpTransport | None
     retry_after: int
     public_name: str
     shed_body: bytes | None
@@ -79,22 +84,36 @@ class Refusals:
         rather than accepted and left to time out (which makes peers retransmit)."""
         if request.method == "OPTIONS":
             return False
-        return len(self._tasks) >= self.max_pending
+        return len(self._tasks) >= self.max_pending or self._queued_too_long()
+
+    def shed_requests_queued_longer_than(self, seconds: float) -> None:
+        """Refuse (503) new UDP requests read more than ``seconds`` after they
+        arrived: their senders are about to retransmit or give up, and the
+        queue is in front of the node, where no count of requests in hand sees
+        it. Time before this call does not count, so what arrived while the
+        node was still starting is served."""
+        self.max_queue_delay = seconds
+        self._queue_delay_since = time.time()
+
+    def _queued_too_long(self) -> bool:
+        if self.max_queue_delay is None or self._udp is None:
+            return False
+        if self._udp.queue_delay <= self.max_queue_delay:
+            return False
+        return time.time() - self._queue_delay_since > self.max_queue_delay
 
     def _shed(self, request: Request) -> Response:
         self.stats.shed += 1
+        if self._queued_too_long():
+            assert self._udp is not None
+            why = f"request queued {self._udp.queue_delay * 1000:.0f} ms"
+        else:
+            why = f"{len(self._tasks)} requests in progress"
         if self.stats.shed % 1000 == 1:
-            self.log.warning(
-                "overloaded: %d requests in hand, answering 503 (%d so far)",
-                len(self._tasks),
-                self.stats.shed,
-            )
+            self.log.warning("overloaded: %s, answering 503 (%d so far)", why, self.stats.shed)
         headers = [
             ("Retry-After", str(self.retry_after)),
-            (
-                "Warning",
-                f'399 {self.public_name} "overloaded: {len(self._tasks)} requests in progress"',
-            ),
+            ("Warning", f'399 {self.public_name} "overloaded: {why}"'),
         ]
         body = b""
         if self.shed_body is not None:

@@ -97,6 +97,10 @@ class SipNode(InviteUsage, Refusals):
         self.handlers: dict[str, Handler] = {"OPTIONS": self._options}
         # Load shedding (503 overloaded + Retry-After) past this many requests in hand.
         self.max_pending = 256
+        # ... and for a request that waited longer than this in the UDP socket
+        # before it was read (None: never); see shed_requests_queued_longer_than.
+        self.max_queue_delay: float | None = None
+        self._queue_delay_since = 0.0
         self.retry_after = 2
         self.public_name = "-"
         self.shed_body: bytes | None = None

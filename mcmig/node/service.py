@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mcmig.node.runtime import SipNode
 
 # Allocations between young-generation collections (CPython's default is 700).
 YOUNG_THRESHOLD = 50_000
@@ -21,3 +26,19 @@ def tune_garbage_collector() -> None:
     """
     gc.freeze()
     gc.set_threshold(YOUNG_THRESHOLD, 20, 20)
+
+
+# A UDP request read this long after it arrived is refused with 503 at once.
+# Its sender's first retransmission is due at T1 (0.5 s); serving it later
+# only adds to a backlog whose senders have already sent it again.
+MAX_QUEUE_DELAY = 0.2
+
+
+def shed_late_requests(nodes: Iterable[SipNode]) -> None:
+    """Refuse requests that queued too long in front of a node.
+
+    Only for nodes run as services: a test that holds its event loop (and
+    so every node in it) for a moment would see its own requests refused.
+    """
+    for node in nodes:
+        node.shed_requests_queued_longer_than(MAX_QUEUE_DELAY)

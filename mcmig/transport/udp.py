@@ -1,61 +1,156 @@
-"""SIP over UDP: one datagram is one message (RFC 3261 section 18.3)."""
+"""SIP over UDP: one datagram is one message (RFC 3261 section 18.3).
+
+The socket is read directly rather than through asyncio's datagram transport,
+which takes one datagram per turn of the event loop. Under load a turn runs
+many callbacks, the kernel's receive buffer fills and drops datagrams
+silently; every drop comes back as a retransmission, seconds later. Reading
+a batch per turn, from a larger buffer, keeps the queue where the node can
+see it: on Linux the kernel stamps each datagram as it arrives, so the node
+knows how long a request waited before it was read (``queue_delay``) and can
+refuse late ones with 503 instead of serving them after their sender gave up
+waiting.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import logging
-from typing import cast
+import socket
+import struct
+import sys
+import time
 
 from mcmig.sip.peer import TransportAddress
 from mcmig.transport.base import FailureSink, MessageSink
 
 log = logging.getLogger("mcmig.transport")
 
+READ_BATCH = 64  # datagrams read per readiness event at most, so one socket cannot starve the loop
+MAX_DATAGRAM = 65535
+SEND_QUEUE_LIMIT = 4096  # datagrams held while the socket's send buffer is full
+# Asked for, not promised: the kernel caps it at net.core.rmem_max.
+RECEIVE_BUFFER = 2 * 1024 * 1024
+# SO_TIMESTAMP (struct timeval in the ancillary data); Python names it on no platform.
+SO_TIMESTAMP = 29 if sys.platform.startswith("linux") else None
+_TIMEVAL = struct.Struct("@ll")
+_ANCILLARY = socket.CMSG_SPACE(_TIMEVAL.size)
 
-class UdpTransport(asyncio.DatagramProtocol):
-    def __init__(self, on_message: MessageSink, on_failure: FailureSink) -> None:
+
+class UdpTransport:
+    def __init__(
+        self, sock: socket.socket, on_message: MessageSink, on_failure: FailureSink
+    ) -> None:
+        self._sock = sock
         self._on_message = on_message
         self._on_failure = on_failure
-        self._transport: asyncio.DatagramTransport | None = None
+        self._loop = asyncio.get_running_loop()
+        self._unsent: collections.deque[tuple[bytes, tuple[str, int], TransportAddress]] = (
+            collections.deque()
+        )
+        self._closed = False
+        # Seconds the datagram being handed up waited in the socket; 0 when unknown.
+        self.queue_delay = 0.0
+        self._stamped = False
+        if SO_TIMESTAMP is not None:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMP, 1)
+                self._stamped = True
+            except OSError:
+                pass
+        with contextlib.suppress(OSError):  # else the system default stays
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        self._loop.add_reader(sock.fileno(), self._read_ready)
 
     @classmethod
     async def bind(
         cls, host: str, port: int, on_message: MessageSink, on_failure: FailureSink
     ) -> UdpTransport:
         loop = asyncio.get_running_loop()
-        _, protocol = await loop.create_datagram_endpoint(
-            lambda: cls(on_message, on_failure), local_addr=(host, port)
-        )
-        return protocol
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+        family, kind, proto, _, address = infos[0]
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setblocking(False)
+            sock.bind(address)
+        except OSError:
+            sock.close()
+            raise
+        return cls(sock, on_message, on_failure)
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # The selector loop's UDP transport does not subclass DatagramTransport.
-        self._transport = cast(asyncio.DatagramTransport, transport)
-
-    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        if data.strip(b"\r\n") == b"":
-            return  # keep-alive (RFC 5626 3.5.1 style CRLF ping)
-        self._on_message(data, TransportAddress("UDP", str(addr[0]), int(addr[1])), True)
-
-    def error_received(self, exc: Exception) -> None:
-        # ICMP errors arrive here without the destination; transactions time out instead.
-        log.debug("UDP error: %s", exc)
+    def _read_ready(self) -> None:
+        for _ in range(READ_BATCH):
+            try:
+                if self._stamped:
+                    data, ancillary, _, addr = self._sock.recvmsg(MAX_DATAGRAM, _ANCILLARY)
+                else:
+                    data, addr = self._sock.recvfrom(MAX_DATAGRAM)
+                    ancillary = []
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                # ICMP errors arrive here without the destination; transactions time out instead.
+                log.debug("UDP error: %s", exc)
+                continue
+            if data.strip(b"\r\n") == b"":
+                continue  # keep-alive (RFC 5626 3.5.1 style CRLF ping)
+            for level, kind, value in ancillary:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMP:
+                    seconds, micros = _TIMEVAL.unpack(value[: _TIMEVAL.size])
+                    # Kernel stamps are wall-clock time; a clock step is at worst one odd delay.
+                    self.queue_delay = max(0.0, time.time() - seconds - micros / 1e6)
+            try:
+                self._on_message(data, TransportAddress("UDP", str(addr[0]), int(addr[1])), True)
+            finally:
+                self.queue_delay = 0.0
+            if self._closed:
+                return
 
     def send(self, data: bytes, destination: TransportAddress) -> None:
-        if self._transport is None or self._transport.is_closing():
+        if self._closed:
             self._on_failure(destination)
             return
-        try:
-            self._transport.sendto(data, (destination.host, destination.port))
-        except OSError as exc:
-            log.warning("UDP send to %s failed: %s", destination, exc)
-            self._on_failure(destination)
+        address = (destination.host, destination.port)
+        if not self._unsent:
+            try:
+                self._sock.sendto(data, address)
+                return
+            except (BlockingIOError, InterruptedError):
+                self._loop.add_writer(self._sock.fileno(), self._write_ready)
+            except OSError as exc:
+                log.warning("UDP send to %s failed: %s", destination, exc)
+                self._on_failure(destination)
+                return
+        if len(self._unsent) >= SEND_QUEUE_LIMIT:
+            # A full queue means the host cannot send; UDP loses it and the
+            # transaction's retransmission timer makes up for it.
+            log.warning("UDP send queue full, datagram to %s dropped", destination)
+            return
+        self._unsent.append((data, address, destination))
+
+    def _write_ready(self) -> None:
+        while self._unsent:
+            data, address, destination = self._unsent[0]
+            try:
+                self._sock.sendto(data, address)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.warning("UDP send to %s failed: %s", destination, exc)
+                self._on_failure(destination)
+            self._unsent.popleft()
+        self._loop.remove_writer(self._sock.fileno())
 
     @property
     def local_port(self) -> int:
-        assert self._transport is not None
-        return int(self._transport.get_extra_info("sockname")[1])
+        return int(self._sock.getsockname()[1])
 
     def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
+        if self._closed:
+            return
+        self._closed = True
+        self._loop.remove_reader(self._sock.fileno())
+        self._loop.remove_writer(self._sock.fileno())
+        self._unsent.clear()
+        self._sock.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 
 import pytest
 
@@ -386,5 +387,58 @@ def test_overload_sheds_new_work_with_503_keeps_options_and_recovers() -> None:
         finally:
             await client.stop()
             await server.stop()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("enabled", ["before", "after", "never"])
+def test_requests_left_queued_too_long_get_503_only_when_configured(enabled: str) -> None:
+    """A UDP request read more than max_queue_delay after it arrived (the
+    kernel stamps the arrival) is answered 503 overloaded at once; OPTIONS is
+    still served, and so is a request read promptly. Time before shedding was
+    enabled does not count (what queued while a node started is served), and
+    without it (as in test labs, whose loops pause between steps) the late
+    request is served."""
+
+    async def main() -> None:
+        node = await _responder()
+        if enabled == "before":
+            node.shed_requests_queued_longer_than(0.1)
+        peer = UdpPeer(HOST)
+        late = _with_rport_to(message_request(branch="z9hG4bKlate"), HOST, peer.port)
+        options = late.replace(b"MESSAGE", b"OPTIONS").replace(b"z9hG4bKlate", b"z9hG4bKopt")
+        prompt = _with_rport_to(message_request(branch="z9hG4bKprompt"), HOST, peer.port)
+        try:
+            # Served at once. It also lets Linux switch receive timestamps on:
+            # it does so in the background, and until then datagrams are
+            # stamped when read, which would hide the wait below.
+            await peer.send(prompt, HOST, node.port)
+            response = await peer.receive()
+            assert isinstance(response, Response) and response.status == 200
+            await asyncio.sleep(0.05)
+            peer.sock.sendto(late, (HOST, node.port))
+            peer.sock.sendto(options, (HOST, node.port))
+            time.sleep(0.3)  # the node's loop is held: both wait in its socket
+            if enabled == "after":
+                node.shed_requests_queued_longer_than(0.1)
+            answers: dict[str, Response] = {}
+            for _ in range(2):
+                response = await peer.receive()
+                assert isinstance(response, Response)
+                answers[response.cseq.method] = response
+            if enabled == "before":
+                shed = answers["MESSAGE"]
+                assert shed.status == 503 and shed.get("Retry-After") == "2"
+                assert "queued" in (shed.get("Warning") or "")
+                assert node.stats.shed == 1
+            else:
+                assert answers["MESSAGE"].status == 200 and node.stats.shed == 0
+            assert answers["OPTIONS"].status == 200
+            await peer.send(prompt.replace(b"z9hG4bKprompt", b"z9hG4bKagain"), HOST, node.port)
+            response = await peer.receive()
+            assert isinstance(response, Response) and response.status == 200
+        finally:
+            peer.close()
+            await node.stop()
 
     asyncio.run(main())
