@@ -10,9 +10,13 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
+
+Item = TypeVar("Item")
+Outcome = TypeVar("Outcome")
 
 
 @dataclass(frozen=True)
@@ -181,18 +185,24 @@ class SqliteVisitorStore:
 
     def bind(self, binding: VisitorBinding) -> None:
         """One binding per visitor: a new one replaces any older of the same user."""
+        self.bind_many([binding])
+
+    def bind_many(self, bindings: list[VisitorBinding]) -> list[None]:
+        """Several bindings, in order, in one transaction: one fsync for the batch."""
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.execute("DELETE FROM visitors WHERE mc_service_id = ?", (binding.mc_service_id,))
-            db.execute(
-                "INSERT OR REPLACE INTO visitors VALUES (?, ?, ?, ?)",
-                (binding.temporary_id, binding.mc_service_id, binding.contact, binding.since),
-            )
+            for binding in bindings:
+                db.execute("DELETE FROM visitors WHERE mc_service_id = ?", (binding.mc_service_id,))
+                db.execute(
+                    "INSERT OR REPLACE INTO visitors VALUES (?, ?, ?, ?)",
+                    (binding.temporary_id, binding.mc_service_id, binding.contact, binding.since),
+                )
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        return [None] * len(bindings)
 
     def by_temporary_id(self, temporary_id: str) -> VisitorBinding | None:
         row = self._db.execute(
@@ -231,30 +241,29 @@ def new_record(
     )
 
 
-class GroupCommit:
-    """Puts that arrive in the same event-loop turn share one transaction.
+class GroupCommit(Generic[Item, Outcome]):
+    """Writes that arrive in the same event-loop turn share one transaction.
 
-    Each caller still waits for the commit that holds its record, so a 200
+    Each caller still waits for the commit that holds its write, so a 200
     sent after ``await put(...)`` is durable; under load, one fsync serves
-    many migrations instead of one each.
+    many migrations instead of one each. ``commit_many`` writes a batch in
+    one transaction and returns one outcome per item, in order.
     """
 
-    def __init__(self, store: SqliteMigrationStore, max_batch: int = 1024) -> None:
-        self.store = store
+    def __init__(
+        self, commit_many: Callable[[list[Item]], list[Outcome]], max_batch: int = 1024
+    ) -> None:
+        self.commit_many = commit_many
         self.max_batch = max_batch
         self.batches = 0
         self.records = 0
-        self._pending: list[
-            tuple[MigrationRecord, asyncio.Future[tuple[MigrationRecord, MigrationRecord | None]]]
-        ] = []
+        self._pending: list[tuple[Item, asyncio.Future[Outcome]]] = []
         self._scheduled = False
 
-    async def put(self, record: MigrationRecord) -> tuple[MigrationRecord, MigrationRecord | None]:
+    async def put(self, item: Item) -> Outcome:
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[tuple[MigrationRecord, MigrationRecord | None]] = (
-            loop.create_future()
-        )
-        self._pending.append((record, future))
+        future: asyncio.Future[Outcome] = loop.create_future()
+        self._pending.append((item, future))
         if len(self._pending) >= self.max_batch:
             self._flush()
         elif not self._scheduled:
@@ -268,7 +277,7 @@ class GroupCommit:
         if not batch:
             return
         try:
-            results = self.store.put_many([record for record, _ in batch])
+            results = self.commit_many([item for item, _ in batch])
         except Exception as exc:  # the disk failed: nobody is told 200
             for _, future in batch:
                 if not future.done():

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -7,7 +8,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mcmig.mc.policy import PrimaryPolicy, UserRange, UserRule, UserSelector, VisitorPolicy
-from mcmig.mc.registry import MigrationRecord, SqliteMigrationStore, new_record
+from mcmig.mc.registry import (
+    GroupCommit,
+    MigrationRecord,
+    SqliteMigrationStore,
+    SqliteVisitorStore,
+    VisitorBinding,
+    new_record,
+)
 
 
 def test_user_range() -> None:
@@ -94,3 +102,51 @@ def test_registry_is_durable_idempotent_and_one_record_per_user(tmp_path: Path) 
     )
     assert reopened.get("sip:alice@p.example") is None
     reopened.close()
+
+
+def test_visitor_bindings_written_together_keep_one_per_user_last_wins(tmp_path: Path) -> None:
+    path = tmp_path / "partner.sqlite3"
+    store = SqliteVisitorStore(path)
+    store.bind_many(
+        [
+            VisitorBinding("sip:t-1@x", "sip:alice@p", "sip:10.0.0.1", 1.0),
+            VisitorBinding("sip:t-2@x", "sip:bob@p", "sip:10.0.0.2", 2.0),
+            VisitorBinding("sip:t-3@x", "sip:alice@p", "sip:10.0.0.3", 3.0),
+        ]
+    )
+    store.close()
+    reopened = SqliteVisitorStore(path)
+    assert [(b.mc_service_id, b.temporary_id) for b in reopened.all()] == [
+        ("sip:alice@p", "sip:t-3@x"),
+        ("sip:bob@p", "sip:t-2@x"),
+    ]
+    reopened.close()
+
+
+def test_group_commit_batches_one_turn_answers_each_in_order_and_fails_all_on_error() -> None:
+    batches: list[list[int]] = []
+
+    def commit_many(items: list[int]) -> list[int]:
+        batches.append(items)
+        if 13 in items:
+            raise OSError("disk full")
+        return [i * 10 for i in items]
+
+    async def main() -> None:
+        commits: GroupCommit[int, int] = GroupCommit(commit_many, max_batch=4)
+        # six writes in one turn: a full batch of four at once, the rest at the turn's end
+        assert await asyncio.gather(*(commits.put(i) for i in range(6))) == [
+            0,
+            10,
+            20,
+            30,
+            40,
+            50,
+        ]
+        assert batches == [[0, 1, 2, 3], [4, 5]]
+        assert (commits.batches, commits.records) == (2, 6)
+        outcomes = await asyncio.gather(commits.put(12), commits.put(13), return_exceptions=True)
+        # a failed commit tells nobody it succeeded
+        assert all(isinstance(o, OSError) for o in outcomes) and commits.records == 6
+
+    asyncio.run(main())
