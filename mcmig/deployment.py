@@ -35,8 +35,7 @@ class RunningDeployment:
         for node in self.nodes:
             await node.stop()
         for server in self.servers.values():
-            server.store.close()
-            server.visitors.close()
+            server.close()
 
 
 async def start_deployment(

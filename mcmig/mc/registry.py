@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
@@ -68,17 +70,49 @@ CREATE TABLE IF NOT EXISTS migrations (
 """
 
 
+def _connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    return db
+
+
+class _BatchWriter:
+    """A second connection, for batch writes only, so that a writer thread's
+    open transaction never mixes with the loop's reads (which, in WAL mode,
+    see the last commit and do not wait for the writer). The lock keeps two
+    threads off it at once."""
+
+    def __init__(self, path: Path) -> None:
+        self._db = _connect(path)
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> sqlite3.Connection:
+        self._lock.acquire()
+        return self._db
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
 class SqliteMigrationStore:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db = _connect(path)
         self._db.execute(_SCHEMA)
+        self._batches = _BatchWriter(path)
 
     def get(self, mc_service_id: str) -> MigrationRecord | None:
-        row = self._db.execute(
+        return self._get(self._db, mc_service_id)
+
+    @staticmethod
+    def _get(db: sqlite3.Connection, mc_service_id: str) -> MigrationRecord | None:
+        row = db.execute(
             "SELECT mc_service_id, partner_system, partner_address, temporary_id, since "
             "FROM migrations WHERE mc_service_id = ?",
             (mc_service_id,),
@@ -91,13 +125,20 @@ class SqliteMigrationStore:
     def put_many(
         self, records: list[MigrationRecord]
     ) -> list[tuple[MigrationRecord, MigrationRecord | None]]:
-        """Store several records in one transaction: one fsync for the batch (group commit)."""
-        db = self._db
+        """Store several records in one transaction: one fsync for the batch (group commit).
+
+        Safe to call from a writer thread while the loop reads."""
+        with self._batches as db:
+            return self._put_many(db, records)
+
+    def _put_many(
+        self, db: sqlite3.Connection, records: list[MigrationRecord]
+    ) -> list[tuple[MigrationRecord, MigrationRecord | None]]:
         results: list[tuple[MigrationRecord, MigrationRecord | None]] = []
         db.execute("BEGIN IMMEDIATE")
         try:
             for record in records:
-                previous = self.get(record.mc_service_id)
+                previous = self._get(db, record.mc_service_id)
                 if previous is not None and previous.same_migration(record):
                     results.append((previous, previous))  # a repeat: one record, first 'since' kept
                     continue
@@ -146,6 +187,7 @@ class SqliteMigrationStore:
         return [MigrationRecord(*row) for row in rows]
 
     def close(self) -> None:
+        self._batches.close()
         self._db.close()
 
 
@@ -175,21 +217,26 @@ class SqliteVisitorStore:
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db = _connect(path)
         self._db.execute(_VISITORS)
         # bind() and by_user() look visitors up by MC service ID: without this
         # index every migration scanned the whole table (found by the soak)
         self._db.execute("CREATE INDEX IF NOT EXISTS visitors_by_user ON visitors (mc_service_id)")
+        self._batches = _BatchWriter(path)
 
     def bind(self, binding: VisitorBinding) -> None:
         """One binding per visitor: a new one replaces any older of the same user."""
         self.bind_many([binding])
 
     def bind_many(self, bindings: list[VisitorBinding]) -> list[None]:
-        """Several bindings, in order, in one transaction: one fsync for the batch."""
-        db = self._db
+        """Several bindings, in order, in one transaction: one fsync for the batch.
+
+        Safe to call from a writer thread while the loop reads."""
+        with self._batches as db:
+            return self._bind_many(db, bindings)
+
+    @staticmethod
+    def _bind_many(db: sqlite3.Connection, bindings: list[VisitorBinding]) -> list[None]:
         db.execute("BEGIN IMMEDIATE")
         try:
             for binding in bindings:
@@ -230,6 +277,7 @@ class SqliteVisitorStore:
         ]
 
     def close(self) -> None:
+        self._batches.close()
         self._db.close()
 
 
@@ -242,16 +290,25 @@ def new_record(
 
 
 class GroupCommit(Generic[Item, Outcome]):
-    """Writes that arrive in the same event-loop turn share one transaction.
+    """Writes that arrive together share one transaction.
 
     Each caller still waits for the commit that holds its write, so a 200
     sent after ``await put(...)`` is durable; under load, one fsync serves
     many migrations instead of one each. ``commit_many`` writes a batch in
     one transaction and returns one outcome per item, in order.
+
+    With ``in_thread`` the commit runs in a writer thread of its own (SQLite
+    lets go of the GIL while it writes and syncs), so the event loop keeps
+    serving during the fsync and what arrives meanwhile makes the next batch.
+    One commit is in flight at a time. Without it, the batch is what arrived
+    in one turn of the loop, committed in the loop.
     """
 
     def __init__(
-        self, commit_many: Callable[[list[Item]], list[Outcome]], max_batch: int = 1024
+        self,
+        commit_many: Callable[[list[Item]], list[Outcome]],
+        max_batch: int = 1024,
+        in_thread: bool = False,
     ) -> None:
         self.commit_many = commit_many
         self.max_batch = max_batch
@@ -259,12 +316,18 @@ class GroupCommit(Generic[Item, Outcome]):
         self.records = 0
         self._pending: list[tuple[Item, asyncio.Future[Outcome]]] = []
         self._scheduled = False
+        self._writer = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="mcmig-commit")
+            if in_thread
+            else None
+        )
+        self._in_flight = False
 
     async def put(self, item: Item) -> Outcome:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Outcome] = loop.create_future()
         self._pending.append((item, future))
-        if len(self._pending) >= self.max_batch:
+        if self._writer is None and len(self._pending) >= self.max_batch:
             self._flush()
         elif not self._scheduled:
             self._scheduled = True
@@ -273,18 +336,57 @@ class GroupCommit(Generic[Item, Outcome]):
 
     def _flush(self) -> None:
         self._scheduled = False
-        batch, self._pending = self._pending, []
-        if not batch:
+        if self._in_flight or not self._pending:
             return
-        try:
-            results = self.commit_many([item for item, _ in batch])
-        except Exception as exc:  # the disk failed: nobody is told 200
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
+        batch = self._pending[: self.max_batch]
+        del self._pending[: self.max_batch]
+        items = [item for item, _ in batch]
+        if self._writer is None:
+            try:
+                results = self.commit_many(items)
+            except Exception as exc:
+                self._fail(batch, exc)
+            else:
+                self._succeed(batch, results)
+            if self._pending:
+                self._flush()
             return
+        self._in_flight = True
+        committed = asyncio.get_running_loop().run_in_executor(
+            self._writer, self.commit_many, items
+        )
+        committed.add_done_callback(lambda done: self._committed(batch, done))
+
+    def _committed(
+        self,
+        batch: list[tuple[Item, asyncio.Future[Outcome]]],
+        done: asyncio.Future[list[Outcome]],
+    ) -> None:
+        self._in_flight = False
+        exc = done.exception()
+        if exc is not None:
+            self._fail(batch, exc)
+        else:
+            self._succeed(batch, done.result())
+        self._flush()
+
+    def _succeed(
+        self, batch: list[tuple[Item, asyncio.Future[Outcome]]], results: list[Outcome]
+    ) -> None:
         self.batches += 1
         self.records += len(batch)
         for (_, future), result in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result(result)
+
+    @staticmethod
+    def _fail(batch: list[tuple[Item, asyncio.Future[Outcome]]], exc: BaseException) -> None:
+        # The disk failed: nobody is told 200.
+        for _, future in batch:
+            if not future.done():
+                future.set_exception(exc)
+
+    def close(self) -> None:
+        """Wait for the commit in flight, if any; later puts fail."""
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -150,3 +152,29 @@ def test_group_commit_batches_one_turn_answers_each_in_order_and_fails_all_on_er
         assert all(isinstance(o, OSError) for o in outcomes) and commits.records == 6
 
     asyncio.run(main())
+
+
+def test_group_commit_in_a_writer_thread_keeps_the_loop_serving_and_batches_the_wait() -> None:
+    batches: list[list[int]] = []
+    first_commit_started = threading.Event()
+
+    def slow_commit_many(items: list[int]) -> list[int]:
+        batches.append(items)
+        first_commit_started.set()
+        time.sleep(0.2)  # an fsync on a slow disk
+        return items
+
+    async def main() -> None:
+        commits: GroupCommit[int, int] = GroupCommit(slow_commit_many, in_thread=True)
+        first = asyncio.create_task(commits.put(0))
+        await asyncio.to_thread(first_commit_started.wait, 2)
+        # the loop is free while the first commit syncs: these queue for the next one
+        rest = [asyncio.create_task(commits.put(i)) for i in (1, 2, 3)]
+        await asyncio.sleep(0.05)
+        assert not first.done()
+        assert await first == 0
+        assert await asyncio.gather(*rest) == [1, 2, 3]
+        commits.close()
+
+    asyncio.run(main())
+    assert batches == [[0], [1, 2, 3]]
