@@ -69,15 +69,19 @@ class UdpTransport:
     ) -> UdpTransport:
         loop = asyncio.get_running_loop()
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
-        family, kind, proto, _, address = infos[0]
-        sock = socket.socket(family, kind, proto)
-        try:
-            sock.setblocking(False)
-            sock.bind(address)
-        except OSError:
-            sock.close()
-            raise
-        return cls(sock, on_message, on_failure)
+        error: OSError | None = None
+        for family, kind, proto, _, address in infos:  # as asyncio does: first that binds
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.setblocking(False)
+                sock.bind(address)
+            except OSError as exc:
+                sock.close()
+                error = exc
+                continue
+            return cls(sock, on_message, on_failure)
+        assert error is not None  # getaddrinfo returns at least one address or raises
+        raise error
 
     def _read_ready(self) -> None:
         for _ in range(READ_BATCH):
