@@ -6,15 +6,21 @@ import argparse
 import json
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from mcmig.bench import e2e as e2e_bench
 from mcmig.bench import parser as parser_bench
 from mcmig.bench import registry as registry_bench
 from mcmig.bench import relay as relay_bench
 from mcmig.bench import soak as soak_bench
+from mcmig.errors import UsageError
+from mcmig.node.service import EVENT_LOOPS
 
-SUITES = {
+# Suites that start mcmig nodes (and so take --loop).
+NODE_SUITES = ("e2e", "relay", "soak")
+SUITES: dict[str, tuple[Callable[..., dict[str, Any]], Callable[[dict[str, Any]], str]]] = {
     "parser": (parser_bench.measure, parser_bench.report),
     "registry": (registry_bench.measure, registry_bench.report),
     "e2e": (e2e_bench.measure, e2e_bench.report),
@@ -40,12 +46,20 @@ def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         default=Path("bench-results"),
         help="folder for JSON results (default bench-results)",
     )
+    bench.add_argument(
+        "--loop",
+        choices=EVENT_LOOPS,
+        help=f"event loop of the nodes ({', '.join(sorted(NODE_SUITES))}; default asyncio)",
+    )
     bench.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     measure, report = SUITES[args.suite]
-    results = measure(quick=args.quick)
+    if args.loop is not None and args.suite not in NODE_SUITES:
+        raise UsageError(f"--loop is for the suites that start nodes: {', '.join(NODE_SUITES)}")
+    options = {"loop": args.loop} if args.loop is not None else {}
+    results = measure(quick=args.quick, **options)
     results["machine"] = {
         "python": platform.python_version(),
         "machine": platform.machine(),

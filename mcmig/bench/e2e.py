@@ -26,7 +26,7 @@ PROFILE = "sip_profiles/demo.yaml"
 CLIENTS = ("127.0.2.101", "127.0.2.102")
 
 
-def _start(name: str, state: Path) -> subprocess.Popen[str]:
+def _start(name: str, state: Path, loop: str = "asyncio") -> subprocess.Popen[str]:
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -38,6 +38,8 @@ def _start(name: str, state: Path) -> subprocess.Popen[str]:
             name,
             "--state-dir",
             str(state),
+            "--loop",
+            loop,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -133,12 +135,12 @@ def _step(
 RECOVERY_PAUSE_S = 5.0
 
 
-def measure(quick: bool = False) -> dict[str, Any]:
+def measure(quick: bool = False, loop: str = "asyncio") -> dict[str, Any]:
     rates, duration = ([60.0], 1.0) if quick else ([250.0, 500.0, 750.0, 1000.0, 1250.0], 6.0)
     steps = []
     with tempfile.TemporaryDirectory(prefix="mcmig-bench-e2e-") as folder:
         state = Path(folder) / "state"
-        procs = {n: _start(n, state) for n in NODES}
+        procs = {n: _start(n, state, loop) for n in NODES}
         try:
             first = 0
             for rate in rates:
@@ -159,6 +161,7 @@ def measure(quick: bool = False) -> dict[str, Any]:
     return {
         "deployment": PROFILE,
         "processes": "one per node; 2 load-client processes (mcmig.bench.loadclient, open loop)",
+        "event_loop": loop,
         "step_duration_s": duration,
         "steps": steps,
         "knee_per_s": max((s["achieved_per_s"] for s in good), default=0.0),
@@ -169,7 +172,7 @@ def measure(quick: bool = False) -> dict[str, Any]:
 
 def report(results: dict[str, Any]) -> str:
     lines = [
-        f"end to end: {results['deployment']}, {results['processes']}",
+        f"end to end: {results['deployment']}, {results['processes']}; nodes on {results['event_loop']}",
         f"{'offered/s':>10}{'achieved/s':>12}{'failed':>8}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'max ms':>9}{'retx':>7}  CPU s per 1000 migrations",
     ]
     for s in results["steps"]:

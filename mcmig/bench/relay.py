@@ -109,7 +109,7 @@ def _run_through(
     }
 
 
-def measure(quick: bool = False) -> dict[str, Any]:
+def measure(quick: bool = False, loop: str = "asyncio") -> dict[str, Any]:
     rate, count = (100, 300) if quick else (400, 8000)
     with tempfile.TemporaryDirectory(prefix="mcmig-bench-relay-") as name:
         folder = Path(name)
@@ -124,6 +124,8 @@ def measure(quick: bool = False) -> dict[str, Any]:
                 "relay-gw",
                 "--state-dir",
                 str(folder / "state"),
+                "--loop",
+                loop,
             ],
             cwd=ROOT,
             stdout=subprocess.PIPE,
@@ -133,7 +135,7 @@ def measure(quick: bool = False) -> dict[str, Any]:
         assert gw.stdout is not None and "ready" in gw.stdout.readline()
         try:
             ours = _run_through(
-                "mcmig gateway",
+                f"mcmig gateway ({loop})",
                 "127.0.40.1:5060",
                 "127.0.40.3",
                 "127.0.40.4",
@@ -198,7 +200,7 @@ def report(results: dict[str, Any]) -> str:
     for key in ("mcmig", "kamailio"):
         r = results[key]
         lines.append(
-            f"  {r['middle_box']:<22} {r['transactions']:>6} ok {r['failed']:>4} failed  {r['cpu_us_per_transaction']:>8.0f} us CPU per transaction  peak RSS {r['peak_rss_mb']:.0f} MB"
+            f"  {r['middle_box']:<24} {r['transactions']:>6} ok {r['failed']:>4} failed  {r['cpu_us_per_transaction']:>8.0f} us CPU per transaction  peak RSS {r['peak_rss_mb']:.0f} MB"
         )
     lines.append(f"  ratio mcmig / Kamailio: {results['ratio']:.2f}")
     return "\n".join(lines)

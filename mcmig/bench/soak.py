@@ -15,12 +15,12 @@ from mcmig.bench.e2e import NODES, _start, start_load_client
 from mcmig.bench.procstat import cpu_seconds, rss_mb
 
 
-def measure(quick: bool = False) -> dict[str, Any]:
+def measure(quick: bool = False, loop: str = "asyncio") -> dict[str, Any]:
     rate, duration, every = (50.0, 4.0, 1.0) if quick else (150.0, 600.0, 30.0)
     samples: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="mcmig-bench-soak-") as name:
         folder = Path(name)
-        procs = {n: _start(n, folder / "state") for n in NODES}
+        procs = {n: _start(n, folder / "state", loop) for n in NODES}
         out = folder / "client.json"
         try:
             cpu0 = {n: cpu_seconds(p.pid) for n, p in procs.items()}

@@ -11,7 +11,12 @@ from mcmig.capture.writer import PcapRecorder
 from mcmig.commands.common import load, state_dir_of, until_signalled
 from mcmig.deployment import RunningDeployment, start_deployment
 from mcmig.errors import UsageError
-from mcmig.node.service import shed_late_requests, tune_garbage_collector
+from mcmig.node.service import (
+    EVENT_LOOPS,
+    event_loop_factory,
+    shed_late_requests,
+    tune_garbage_collector,
+)
 
 
 def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -35,12 +40,28 @@ def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="DIR",
         help="record every message sent and received into DIR/<deployment>.pcap",
     )
+    up.add_argument(
+        "--loop",
+        choices=EVENT_LOOPS,
+        default="asyncio",
+        help="event loop (default asyncio). uvloop needs the optional uvloop package, "
+        "cost 12-16%% less CPU per relayed transaction in our benchmark, and does not "
+        "run profiles with TLS yet",
+    )
     up.set_defaults(func=run_up)
 
 
 def run_up(args: argparse.Namespace) -> int:
     deployment = load(args.profile)
     state_dir = state_dir_of(args, deployment)
+    if args.loop == "uvloop" and any(
+        s.gateway is not None and s.gateway.tls is not None for s in deployment.systems
+    ):
+        # Our TLS accept path runs the handshake itself (to log refused peers);
+        # under uvloop the ClientHello reaches the plain-TCP protocol first and
+        # the handshake stalls. Refused rather than half working.
+        raise UsageError(f"{args.profile} uses TLS, which mcmig does not run on uvloop yet")
+    factory = event_loop_factory(args.loop)
 
     async def main() -> None:
         running: list[RunningDeployment] = []
@@ -59,7 +80,11 @@ def run_up(args: argparse.Namespace) -> int:
             tune_garbage_collector()
             shed_late_requests(running[0].nodes)
             nodes = ", ".join(f"{n.name} {n.address}" for n in running[0].nodes)
-            print(f"deployment {deployment.name} ready: {nodes}; state in {state_dir}", flush=True)
+            print(
+                f"deployment {deployment.name} ready: {nodes}; state in {state_dir}; "
+                f"event loop {args.loop}",
+                flush=True,
+            )
 
         try:
             await until_signalled(started)
@@ -69,5 +94,6 @@ def run_up(args: argparse.Namespace) -> int:
             for recorder in recorders:
                 recorder.close()
 
-    asyncio.run(main())
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(main())
     return 0

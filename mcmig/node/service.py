@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
+
+from mcmig.errors import UsageError
 
 if TYPE_CHECKING:
     from mcmig.node.runtime import SipNode
@@ -42,3 +45,20 @@ def shed_late_requests(nodes: Iterable[SipNode]) -> None:
     """
     for node in nodes:
         node.shed_requests_queued_longer_than(MAX_QUEUE_DELAY)
+
+
+EVENT_LOOPS = ("asyncio", "uvloop")
+
+
+def event_loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    """The event loop a service runs on. asyncio's own is the default and the
+    one every test runs; uvloop is optional (``pip install 'mcmig[uvloop]'``)."""
+    if name == "asyncio":
+        return asyncio.new_event_loop
+    if name == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            raise UsageError("uvloop is not installed: pip install 'mcmig[uvloop]'") from None
+        return uvloop.new_event_loop
+    raise UsageError(f"unknown event loop {name!r} (one of {', '.join(EVENT_LOOPS)})")

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import ssl
 from collections import Counter
+from typing import cast
 
 from mcmig.sip.errors import SipParseError
 from mcmig.sip.framing import StreamFramer
@@ -36,8 +37,9 @@ class StreamConnection(asyncio.Protocol):
         self._admitted = False
         self._early: list[bytes] = []
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+    def connection_made(self, base: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio.Transport; both have its methods.
+        transport = cast(asyncio.Transport, base)
         peer = transport.get_extra_info("peername")
         server_ssl = self._owner.server_ssl
         if server_ssl is not None and self.remote is None and not self._secured:

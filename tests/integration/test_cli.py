@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 from tests.support.tools import ROOT, Mcmig, run_mcmig
 
 mcmig = run_mcmig
@@ -260,3 +262,45 @@ def test_client_send_release(tmp_path: Path) -> None:
     finally:
         assert up.stop() == 0
     assert "Traceback" not in up.stderr
+
+
+def test_up_on_uvloop_serves_migrations_and_refuses_tls_profiles(tmp_path: Path) -> None:
+    """`mcmig up --loop uvloop` (optional) gives the same answers as asyncio's
+    loop, the client over UDP and the gateways over TCP to each other, and
+    refuses a TLS profile with a clear error rather than stalling handshakes."""
+    tls = mcmig("up", "sip_profiles/demo-tls.yaml", "--loop", "uvloop")
+    assert tls.returncode == 2
+    assert "uses TLS, which mcmig does not run on uvloop yet" in tls.stderr
+    profile = yaml.safe_load((ROOT / "sip_profiles/demo.yaml").read_text())
+    for system in profile["systems"]:
+        for peer in system["peers"]:
+            peer["transport"] = "TCP"
+    tcp_profile = ROOT / "sip_profiles" / f".uvloop-tcp-{tmp_path.name}.yaml"
+    tcp_profile.write_text(yaml.safe_dump(profile))
+    name = str(tcp_profile.relative_to(ROOT))
+    try:
+        up = Mcmig(
+            "up", name, "--state-dir", str(tmp_path), "--loop", "uvloop", ready="event loop uvloop"
+        )
+        try:
+            for user, expected in (
+                ("sip:alice@primary.example", "200 OK"),
+                ("sip:bob@primary.example", "403 Forbidden migration-not-permitted"),
+            ):
+                outcome = mcmig(
+                    "migrate",
+                    "--profile",
+                    name,
+                    "--user",
+                    user,
+                    "--partner",
+                    "partner.example",
+                    "--listen",
+                    "127.0.2.100:0",
+                )
+                assert outcome.stdout.startswith(expected), outcome.stdout + outcome.stderr
+        finally:
+            assert up.stop() == 0
+        assert "Traceback" not in up.stderr
+    finally:
+        tcp_profile.unlink()
