@@ -351,10 +351,14 @@ class GroupCommit(Generic[Item, Outcome]):
             if self._pending:
                 self._flush()
             return
+        try:
+            committed = asyncio.get_running_loop().run_in_executor(
+                self._writer, self.commit_many, items
+            )
+        except RuntimeError as exc:  # closed: the writer takes no more work
+            self._fail(batch, exc)
+            return
         self._in_flight = True
-        committed = asyncio.get_running_loop().run_in_executor(
-            self._writer, self.commit_many, items
-        )
         committed.add_done_callback(lambda done: self._committed(batch, done))
 
     def _committed(
@@ -363,7 +367,7 @@ class GroupCommit(Generic[Item, Outcome]):
         done: asyncio.Future[list[Outcome]],
     ) -> None:
         self._in_flight = False
-        exc = done.exception()
+        exc = asyncio.CancelledError() if done.cancelled() else done.exception()
         if exc is not None:
             self._fail(batch, exc)
         else:

@@ -97,7 +97,7 @@ class UdpTransport:
                 # ICMP errors arrive here without the destination; transactions time out instead.
                 log.debug("UDP error: %s", exc)
                 continue
-            if data.strip(b"\r\n") == b"":
+            if len(data) <= 4 and data.strip(b"\r\n") == b"":
                 continue  # keep-alive (RFC 5626 3.5.1 style CRLF ping)
             for level, kind, value in ancillary:
                 if level == socket.SOL_SOCKET and kind == SO_TIMESTAMP:

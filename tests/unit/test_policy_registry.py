@@ -175,6 +175,8 @@ def test_group_commit_in_a_writer_thread_keeps_the_loop_serving_and_batches_the_
         assert await first == 0
         assert await asyncio.gather(*rest) == [1, 2, 3]
         commits.close()
+        with pytest.raises(RuntimeError):  # closed: refused, not left waiting
+            await asyncio.wait_for(commits.put(4), 2)
 
     asyncio.run(main())
     assert batches == [[0], [1, 2, 3]]
