@@ -51,6 +51,11 @@ def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         choices=EVENT_LOOPS,
         help=f"event loop of the nodes ({', '.join(sorted(NODE_SUITES))}; default asyncio)",
     )
+    bench.add_argument(
+        "--client",
+        choices=("mcmig", "sipp"),
+        help="e2e only: the load processes, mcmig's own load client (default) or SIPp",
+    )
     bench.set_defaults(func=run)
 
 
@@ -58,7 +63,11 @@ def run(args: argparse.Namespace) -> int:
     measure, report = SUITES[args.suite]
     if args.loop is not None and args.suite not in NODE_SUITES:
         raise UsageError(f"--loop is for the suites that start nodes: {', '.join(NODE_SUITES)}")
-    options = {"loop": args.loop} if args.loop is not None else {}
+    options: dict[str, str] = {"loop": args.loop} if args.loop is not None else {}
+    if args.client is not None:
+        if args.suite != "e2e":
+            raise UsageError("--client is for the e2e suite")
+        options["client"] = args.client
     results = measure(quick=args.quick, **options)
     results["machine"] = {
         "python": platform.python_version(),

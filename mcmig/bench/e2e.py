@@ -11,6 +11,9 @@ two processes, open loop.
 from __future__ import annotations
 
 import json
+import re
+import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +22,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mcmig.bench import ROOT
 from mcmig.bench.procstat import cpu_seconds, peak_rss_mb, udp_receive_buffer_drops
+from mcmig.mc.tokens import issue_token
+from mcmig.profiles import load_deployment
+from mcmig.profiles.keys import idms_key
 
 NODES = ["primary-server", "primary-gw", "partner-gw", "partner-server"]
 PROFILE = "sip_profiles/demo.yaml"
@@ -83,31 +90,115 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
 
 
+class _SippClient:
+    """A SIPp process playing MC service clients (sipp/migration_client.xml, tokens
+    from an injection file), its figures read back into the load client's shape.
+    SIPp costs far less CPU per request than a Python client, so less of the two
+    cores goes to the load."""
+
+    def __init__(
+        self, index: int, host: str, first: int, count: int, rate: float, folder: Path
+    ) -> None:
+        sipp = shutil.which("sipp")
+        if sipp is None:
+            raise RuntimeError("sipp is not installed (./scripts/setup installs sip-tester)")
+        self.folder = folder / f"sipp-{first}-{index}"
+        self.folder.mkdir()
+        self.count = count
+        deployment = load_deployment(ROOT / PROFILE)
+        partner = deployment.system("partner.example")
+        assert partner is not None
+        key = idms_key(partner)
+        users = [f"sip:u{n:06d}@primary.example" for n in range(first, first + count)]
+        csv = self.folder / "users.csv"
+        csv.write_text(
+            "SEQUENTIAL\n" + "".join(f"{u};{issue_token(key, partner.domain, u)}\n" for u in users)
+        )
+        server = partner.servers[0].listen
+        self.proc = subprocess.Popen(
+            [
+                *(sipp, "-nostdin", "-sf", str(ROOT / "sipp/migration_client.xml")),
+                *("-inf", str(csv), "-i", host, "-p", "5062", "-cp", str(8810 + index)),
+                *("-s", "migration", "-m", str(count), "-r", f"{rate:.0f}", "-l", "1000000"),
+                *("-trace_rtt", "-rtt_freq", "1", "-timeout", f"{count / rate * 10 + 60:.0f}s"),
+                f"{server.host}:{server.port}",
+            ],
+            cwd=self.folder,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    def result(self, timeout: float) -> dict[str, Any]:
+        out, _ = self.proc.communicate(timeout=timeout)
+        ok = re.search(r"Successful call\s*\|\s*\d+\s*\|\s*(\d+)", out)
+        # e.g. "MESSAGE ---------->  B-RTD1 5000   12   0": sent, retransmitted, ...
+        retrans = re.search(r"MESSAGE\s+-+>\s+(?:[A-Z]-RTD\d+\s+)?\d+\s+(\d+)", out)
+        successful = int(ok.group(1)) if ok else 0
+        # One line per answered call: ms since SIPp started; response time in
+        # whole ms (SIPp's clock ticks in milliseconds, so short times are coarse).
+        latencies: list[float] = []
+        elapsed = 0.0
+        for rtt in self.folder.glob("*_rtt.csv"):
+            for line in rtt.read_text().splitlines()[1:]:
+                fields = line.split(";")
+                if len(fields) >= 2:
+                    elapsed = max(elapsed, float(fields[0]) / 1000)
+                    latencies.append(float(fields[1]))
+        statuses = {"200": successful}
+        if self.count - successful:
+            statuses["failed (SIPp: 503, timeout or other)"] = self.count - successful
+        return {
+            "sent": self.count,
+            "elapsed_s": elapsed,
+            "statuses": statuses,
+            "refused_by": None,  # SIPp does not say who answered a failure
+            "latencies_ms": latencies,
+            "retransmissions": int(retrans.group(1)) if retrans else 0,
+        }
+
+
 def _step(
-    rate: float, duration: float, first: int, procs: dict[str, subprocess.Popen[str]], folder: Path
+    rate: float,
+    duration: float,
+    first: int,
+    procs: dict[str, subprocess.Popen[str]],
+    folder: Path,
+    client: str = "mcmig",
 ) -> dict[str, Any]:
     count = int(rate * duration / len(CLIENTS))
     cpu_before = {n: cpu_seconds(p.pid) for n, p in procs.items()}
     drops_before = udp_receive_buffer_drops()
-    clients = []
-    for i, host in enumerate(CLIENTS):
-        out = folder / f"client-{first}-{i}.json"
-        clients.append(
-            (out, start_load_client(host, first + i * count, count, rate / len(CLIENTS), out))
-        )
-    for _, client in clients:
-        client.wait(timeout=duration * 10 + 120)
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    timeout = duration * 10 + 120
+    if client == "sipp":
+        sipps = [
+            _SippClient(i, host, first + i * count, count, rate / len(CLIENTS), folder)
+            for i, host in enumerate(CLIENTS)
+        ]
+        results = [c.result(timeout) for c in sipps]
+    else:
+        clients = []
+        for i, host in enumerate(CLIENTS):
+            out = folder / f"client-{first}-{i}.json"
+            clients.append(
+                (out, start_load_client(host, first + i * count, count, rate / len(CLIENTS), out))
+            )
+        for _, process in clients:
+            process.wait(timeout=timeout)
+        results = [json.loads(out.read_text()) for out, _ in clients]
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu_after = {n: cpu_seconds(p.pid) for n, p in procs.items()}
     drops = udp_receive_buffer_drops() - drops_before
-    results = [json.loads(out.read_text()) for out, _ in clients]
     latencies = [x for r in results for x in r["latencies_ms"]]
     statuses: dict[str, int] = {}
     for r in results:
         for k, v in r["statuses"].items():
             statuses[k] = statuses.get(k, 0) + v
-    refused_by: dict[str, int] = {}
+    refused_by: dict[str, int] | None = {} if client == "mcmig" else None
     for r in results:
-        for k, v in r["refused_by"].items():
+        for k, v in (r["refused_by"] or {}).items():
+            assert refused_by is not None
             refused_by[k] = refused_by.get(k, 0) + v
     ok = statuses.get("200", 0)
     elapsed = max(r["elapsed_s"] for r in results)
@@ -127,7 +218,17 @@ def _step(
         "refused_by": refused_by,
         "retransmissions": sum(r["retransmissions"] for r in results),
         "udp_receive_buffer_drops": drops,
-        "load_client_cpu_s": sum(r["cpu_s"] for r in results),
+        # CPU the load processes used while sending, token issuing left out:
+        # mcmig's client counts its own after issuing; SIPp's tokens come from
+        # this process, so its children's usage is all sending.
+        "load_client_cpu_s": (
+            sum(r["cpu_s"] for r in results)
+            if client == "mcmig"
+            else children.ru_utime
+            + children.ru_stime
+            - children_before.ru_utime
+            - children_before.ru_stime
+        ),
         "cpu_s_per_1000": {n: (cpu_after[n] - cpu_before[n]) * 1000 / max(ok, 1) for n in procs},
     }
 
@@ -135,7 +236,7 @@ def _step(
 RECOVERY_PAUSE_S = 5.0
 
 
-def measure(quick: bool = False, loop: str = "asyncio") -> dict[str, Any]:
+def measure(quick: bool = False, loop: str = "asyncio", client: str = "mcmig") -> dict[str, Any]:
     rates, duration = ([60.0], 1.0) if quick else ([250.0, 500.0, 750.0, 1000.0, 1250.0], 6.0)
     steps = []
     with tempfile.TemporaryDirectory(prefix="mcmig-bench-e2e-") as folder:
@@ -144,13 +245,13 @@ def measure(quick: bool = False, loop: str = "asyncio") -> dict[str, Any]:
         try:
             first = 0
             for rate in rates:
-                steps.append(_step(rate, duration, first, procs, Path(folder)))
+                steps.append(_step(rate, duration, first, procs, Path(folder), client))
                 first += int(rate * duration) + 10
                 time.sleep(0.5)
             # Load drops: after a pause, the first rate again shows whether the
             # nodes recovered from the overload of the last steps.
             time.sleep(0.5 if quick else RECOVERY_PAUSE_S)
-            recovery = _step(rates[0], duration, first, procs, Path(folder))
+            recovery = _step(rates[0], duration, first, procs, Path(folder), client)
             rss = {n: peak_rss_mb(p.pid) for n, p in procs.items()}
         finally:
             for p in procs.values():
@@ -160,7 +261,8 @@ def measure(quick: bool = False, loop: str = "asyncio") -> dict[str, Any]:
     good = [s for s in steps if s["failed"] == 0 and s["latency_ms"]["p99"] < 50]
     return {
         "deployment": PROFILE,
-        "processes": "one per node; 2 load-client processes (mcmig.bench.loadclient, open loop)",
+        "processes": "one per node; 2 load-client processes, open loop: "
+        + ("SIPp (sipp/migration_client.xml)" if client == "sipp" else "mcmig.bench.loadclient"),
         "event_loop": loop,
         "step_duration_s": duration,
         "steps": steps,
@@ -183,7 +285,10 @@ def report(results: dict[str, Any]) -> str:
             f"{lat['p90']:>9.1f}{lat['p99']:>9.1f}{lat['max']:>9.1f}{s['retransmissions']:>7}  {cpu}"
         )
     for s in results["steps"]:
-        refused = ", ".join(f"{n} {v}" for n, v in sorted(s["refused_by"].items())) or "none"
+        if s["refused_by"] is None:
+            refused = "not known (SIPp)" if s["failed"] else "none"
+        else:
+            refused = ", ".join(f"{n} {v}" for n, v in sorted(s["refused_by"].items())) or "none"
         lines.append(
             f"{s['offered_per_s']:>10.0f}/s: refused by {refused}; kernel UDP drops "
             f"{s['udp_receive_buffer_drops']}; load clients' CPU {s['load_client_cpu_s']:.1f} s"

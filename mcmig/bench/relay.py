@@ -21,9 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mcmig.bench import ROOT
 from mcmig.bench.procstat import cpu_seconds, group_pids, peak_rss_mb
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _sipp(args: list[str], cwd: Path) -> subprocess.Popen[str]:
