@@ -19,7 +19,8 @@ from mcmig.sip.responses import make_response
 from mcmig.sip.uri import SipUri
 
 if TYPE_CHECKING:
-    from mcmig.node.runtime import Handler, NodeStats
+    from mcmig.node.runtime import Handler, NodeStats, Observer
+    from mcmig.sip.transaction_layer import TransactionLayer
     from mcmig.transport.udp import UdpTransport
 
 SUPPORTED_EXTENSIONS: frozenset[str] = frozenset()
@@ -34,6 +35,8 @@ class Refusals:
     max_queue_delay: float | None
     _queue_delay_since: float
     _udp: UdpTransport | None
+    layer: TransactionLayer
+    observers: list[Observer]
     retry_after: int
     public_name: str
     shed_body: bytes | None
@@ -45,6 +48,9 @@ class Refusals:
         raise NotImplementedError
 
     def _send(self, message: Request | Response, destination: TransportAddress) -> None:
+        raise NotImplementedError
+
+    def _local(self, transport: str) -> TransportAddress:
         raise NotImplementedError
 
     def _reject(self, exc: SipParseError, source: TransportAddress) -> None:
@@ -60,10 +66,7 @@ class Refusals:
                 response = make_response(
                     partial, exc.status, headers=[("Warning", self._warning(exc))]
                 )
-                # Over TCP the answer goes back on the connection: no Via needed.
-                destination = (
-                    source if source.reliable else response_destination(partial.top_via, source)
-                )
+                destination = self._stateless_destination(partial, source)
             except SipParseError:
                 pass
             else:
@@ -94,6 +97,26 @@ class Refusals:
         node was still starting is served."""
         self.max_queue_delay = seconds
         self._queue_delay_since = time.time()
+
+    def _shed_statelessly(self, request: Request, source: TransportAddress) -> bool:
+        """Refuse new out-of-dialog non-INVITE work under overload without a
+        server transaction: Timer J would hold one for 32 s per refusal, which
+        is most of a shedding node's memory. A retransmission of the request
+        gets the same 503 again, made afresh (as Kamailio's sl_send_reply
+        does). INVITE keeps its transaction, for the ACK of its 503."""
+        if request.method in ("INVITE", "ACK", "CANCEL") or request.to.tag is not None:
+            return False
+        if not self._overloaded(request) or self.layer.has_server_transaction(request):
+            return False
+        for observer in self.observers:
+            observer("received", request, source, self._local(source.transport))
+        self._send(self._shed(request), self._stateless_destination(request, source))
+        return True
+
+    @staticmethod
+    def _stateless_destination(request: Request, source: TransportAddress) -> TransportAddress:
+        # Over TCP the answer goes back on the connection: no Via needed.
+        return source if source.reliable else response_destination(request.top_via, source)
 
     def _queued_too_long(self) -> bool:
         if self.max_queue_delay is None or self._udp is None:

@@ -241,6 +241,8 @@ class SipNode(InviteUsage, Refusals):
             message = parse_message(data, datagram=datagram, limits=self.config.limits)
             if isinstance(message, Request):
                 stamp_received(message, source)
+                if self._shed_statelessly(message, source):
+                    return
                 events = self.layer.receive_request(message, source, self._loop.time())
             else:
                 events = self.layer.receive_response(message, self._loop.time())

@@ -145,6 +145,10 @@ class TransactionLayer:
         self._apply(new, new.take_actions())
         return [RequestReceived(request, source, new)]
 
+    def has_server_transaction(self, request: Request) -> bool:
+        """Whether ``request`` belongs to a server transaction already (a retransmission)."""
+        return server_transaction_key(request) in self.server
+
     def receive_response(self, response: Response, now: float) -> list[Event]:
         via = response.top_via
         txn = self.client.get((via.branch or "", response.cseq.method))

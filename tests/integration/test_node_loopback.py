@@ -384,6 +384,9 @@ def test_overload_sheds_new_work_with_503_keeps_options_and_recovers() -> None:
             assert [r.status for r in await asyncio.gather(*held)] == [200, 200, 200]
             assert (await client.send_request(request("MESSAGE"), target)).status == 200
             assert server.resources()["handlers"] == 0 and server.stats.shed == 2
+            # the two refusals left no server transaction for Timer J to keep:
+            # the three served MESSAGEs, OPTIONS and the last MESSAGE have one each
+            assert server.resources()["transactions"] == 5
         finally:
             await client.stop()
             await server.stop()
@@ -431,6 +434,8 @@ def test_requests_left_queued_too_long_get_503_only_when_configured(enabled: str
                 assert shed.status == 503 and shed.get("Retry-After") == "2"
                 assert "queued" in (shed.get("Warning") or "")
                 assert node.stats.shed == 1
+                # refused statelessly: transactions only for the first MESSAGE and OPTIONS
+                assert node.resources()["transactions"] == 2
             else:
                 assert answers["MESSAGE"].status == 200 and node.stats.shed == 0
             assert answers["OPTIONS"].status == 200
