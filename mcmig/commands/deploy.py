@@ -13,10 +13,21 @@ from mcmig.deployment import RunningDeployment, start_deployment
 from mcmig.errors import UsageError
 from mcmig.node.service import (
     EVENT_LOOPS,
+    MAX_QUEUE_DELAY,
     event_loop_factory,
     shed_late_requests,
     tune_garbage_collector,
 )
+
+
+def _milliseconds(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of milliseconds: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more: {value}")
+    return value
 
 
 def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -39,6 +50,16 @@ def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--pcap",
         metavar="DIR",
         help="record every message sent and received into DIR/<deployment>.pcap",
+    )
+    up.add_argument(
+        "--max-queue-delay",
+        metavar="MS",
+        type=_milliseconds,
+        default=round(MAX_QUEUE_DELAY * 1000),
+        help="answer 503 overloaded (Retry-After) to a new UDP request read more than MS "
+        f"after it arrived, measured from the kernel's arrival stamp on Linux "
+        f"(default {round(MAX_QUEUE_DELAY * 1000)}; 0 turns it off). Nodes also shed past "
+        "256 requests in hand.",
     )
     up.add_argument(
         "--loop",
@@ -78,7 +99,7 @@ def run_up(args: argparse.Namespace) -> int:
                 recorders.append(recorder)
                 record_nodes(running[0].nodes, recorder)
             tune_garbage_collector()
-            shed_late_requests(running[0].nodes)
+            shed_late_requests(running[0].nodes, args.max_queue_delay / 1000)
             nodes = ", ".join(f"{n.name} {n.address}" for n in running[0].nodes)
             print(
                 f"deployment {deployment.name} ready: {nodes}; state in {state_dir}; "

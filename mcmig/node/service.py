@@ -37,14 +37,17 @@ def tune_garbage_collector() -> None:
 MAX_QUEUE_DELAY = 0.2
 
 
-def shed_late_requests(nodes: Iterable[SipNode]) -> None:
-    """Refuse requests that queued too long in front of a node.
+def shed_late_requests(nodes: Iterable[SipNode], seconds: float = MAX_QUEUE_DELAY) -> None:
+    """Refuse requests that queued more than ``seconds`` in front of a node
+    (0: never).
 
     Only for nodes run as services: a test that holds its event loop (and
     so every node in it) for a moment would see its own requests refused.
     """
+    if seconds <= 0:
+        return
     for node in nodes:
-        node.shed_requests_queued_longer_than(MAX_QUEUE_DELAY)
+        node.shed_requests_queued_longer_than(seconds)
 
 
 EVENT_LOOPS = ("asyncio", "uvloop")

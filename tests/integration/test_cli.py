@@ -304,3 +304,15 @@ def test_up_on_uvloop_serves_migrations_and_refuses_tls_profiles(tmp_path: Path)
         assert "Traceback" not in up.stderr
     finally:
         tcp_profile.unlink()
+
+
+def test_up_max_queue_delay_is_checked_and_zero_turns_queue_shedding_off() -> None:
+    from mcmig.node.runtime import SipNode
+    from mcmig.node.service import shed_late_requests
+
+    bad = mcmig("up", "sip_profiles/demo.yaml", "--max-queue-delay", "-5")
+    assert bad.returncode == 2 and "must be 0 or more: -5" in bad.stderr
+    off, on = SipNode("off", "127.0.0.1", 0), SipNode("on", "127.0.0.1", 0)
+    shed_late_requests([off], 0)
+    shed_late_requests([on], 0.15)
+    assert (off.max_queue_delay, on.max_queue_delay) == (None, 0.15)
