@@ -7,9 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
-
-from tests.support.tools import ROOT, Mcmig, run_mcmig
+from tests.support.tools import ROOT, Mcmig, demo_with_tcp_between_peers, run_mcmig
 
 mcmig = run_mcmig
 
@@ -271,14 +269,8 @@ def test_up_on_uvloop_serves_migrations_and_refuses_tls_profiles(tmp_path: Path)
     tls = mcmig("up", "sip_profiles/demo-tls.yaml", "--loop", "uvloop")
     assert tls.returncode == 2
     assert "uses TLS, which mcmig does not run on uvloop yet" in tls.stderr
-    profile = yaml.safe_load((ROOT / "sip_profiles/demo.yaml").read_text())
-    for system in profile["systems"]:
-        for peer in system["peers"]:
-            peer["transport"] = "TCP"
-    tcp_profile = ROOT / "sip_profiles" / f".uvloop-tcp-{tmp_path.name}.yaml"
-    tcp_profile.write_text(yaml.safe_dump(profile))
-    name = str(tcp_profile.relative_to(ROOT))
-    try:
+    with demo_with_tcp_between_peers(f"uvloop-{tmp_path.name}") as tcp_profile:
+        name = str(tcp_profile.relative_to(ROOT))
         up = Mcmig(
             "up", name, "--state-dir", str(tmp_path), "--loop", "uvloop", ready="event loop uvloop"
         )
@@ -302,8 +294,6 @@ def test_up_on_uvloop_serves_migrations_and_refuses_tls_profiles(tmp_path: Path)
         finally:
             assert up.stop() == 0
         assert "Traceback" not in up.stderr
-    finally:
-        tcp_profile.unlink()
 
 
 def test_up_max_queue_delay_is_checked_and_zero_turns_queue_shedding_off() -> None:

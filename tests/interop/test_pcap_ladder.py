@@ -9,8 +9,8 @@ from tests.support.lab import Lab
 from tests.support.png import pixels
 from tests.support.tools import (
     Capture,
-    Mcmig,
     call_bob_to_alice_in_demo3,
+    demo3_recording,
     require,
     run_mcmig,
     tshark_read,
@@ -20,14 +20,7 @@ mcmig = run_mcmig
 
 
 def test_up_records_a_pcap_that_tshark_decodes_and_ladder_draws(tmp_path: Path) -> None:
-    up = Mcmig(
-        "up",
-        "sip_profiles/demo3.yaml",
-        "--state-dir",
-        str(tmp_path / "state"),
-        "--pcap",
-        str(tmp_path),
-    )
+    up = demo3_recording(tmp_path)
     try:
         big = mcmig(
             "send",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -10,9 +11,11 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 SIPP_DIR = ROOT / "sipp"
@@ -173,6 +176,34 @@ def run_mcmig(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[s
         cwd=ROOT,
         timeout=timeout,
     )
+
+
+def demo3_recording(folder: Path) -> Mcmig:
+    """`mcmig up sip_profiles/demo3.yaml` recording into folder/demo3.pcap, state in folder/state."""
+    return Mcmig(
+        "up",
+        "sip_profiles/demo3.yaml",
+        "--state-dir",
+        str(folder / "state"),
+        "--pcap",
+        str(folder),
+    )
+
+
+@contextlib.contextmanager
+def demo_with_tcp_between_peers(tag: str) -> Iterator[Path]:
+    """demo.yaml with every peer reached over TCP, written beside it (its key and
+    certificate paths are relative) and removed afterwards."""
+    profile = yaml.safe_load((ROOT / "sip_profiles/demo.yaml").read_text())
+    for system in profile["systems"]:
+        for peer in system["peers"]:
+            peer["transport"] = "TCP"
+    path = ROOT / "sip_profiles" / f".tcp-{tag}.yaml"
+    path.write_text(yaml.safe_dump(profile))
+    try:
+        yield path
+    finally:
+        path.unlink()
 
 
 def call_bob_to_alice_in_demo3(hold: str = "0.2") -> subprocess.CompletedProcess[str]:
