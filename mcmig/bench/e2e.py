@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import re
 import resource
-import shutil
 import signal
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from typing import Any
 
 from mcmig.bench import ROOT
 from mcmig.bench.procstat import cpu_seconds, peak_rss_mb, udp_receive_buffer_drops
+from mcmig.bench.relay import sipp_calls, start_sipp
 from mcmig.mc.tokens import issue_token
 from mcmig.profiles import load_deployment
 from mcmig.profiles.keys import idms_key
@@ -99,9 +99,6 @@ class _SippClient:
     def __init__(
         self, index: int, host: str, first: int, count: int, rate: float, folder: Path
     ) -> None:
-        sipp = shutil.which("sipp")
-        if sipp is None:
-            raise RuntimeError("sipp is not installed (./scripts/setup installs sip-tester)")
         self.folder = folder / f"sipp-{first}-{index}"
         self.folder.mkdir()
         self.count = count
@@ -115,26 +112,22 @@ class _SippClient:
             "SEQUENTIAL\n" + "".join(f"{u};{issue_token(key, partner.domain, u)}\n" for u in users)
         )
         server = partner.servers[0].listen
-        self.proc = subprocess.Popen(
+        self.proc = start_sipp(
             [
-                *(sipp, "-nostdin", "-sf", str(ROOT / "sipp/migration_client.xml")),
-                *("-inf", str(csv), "-i", host, "-p", "5062", "-cp", str(8810 + index)),
+                *("-sf", str(ROOT / "sipp/migration_client.xml"), "-inf", str(csv)),
+                *("-i", host, "-p", "5062", "-cp", str(8810 + index)),
                 *("-s", "migration", "-m", str(count), "-r", f"{rate:.0f}", "-l", "1000000"),
                 *("-trace_rtt", "-rtt_freq", "1", "-timeout", f"{count / rate * 10 + 60:.0f}s"),
                 f"{server.host}:{server.port}",
             ],
-            cwd=self.folder,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
+            self.folder,
         )
 
     def result(self, timeout: float) -> dict[str, Any]:
         out, _ = self.proc.communicate(timeout=timeout)
-        ok = re.search(r"Successful call\s*\|\s*\d+\s*\|\s*(\d+)", out)
         # e.g. "MESSAGE ---------->  B-RTD1 5000   12   0": sent, retransmitted, ...
         retrans = re.search(r"MESSAGE\s+-+>\s+(?:[A-Z]-RTD\d+\s+)?\d+\s+(\d+)", out)
-        successful = int(ok.group(1)) if ok else 0
+        successful = sipp_calls(out, "Successful") or 0
         # One line per answered call: ms since SIPp started; response time in
         # whole ms (SIPp's clock ticks in milliseconds, so short times are coarse).
         latencies: list[float] = []

@@ -25,7 +25,8 @@ from mcmig.bench import ROOT
 from mcmig.bench.procstat import cpu_seconds, group_pids, peak_rss_mb
 
 
-def _sipp(args: list[str], cwd: Path) -> subprocess.Popen[str]:
+def start_sipp(args: list[str], cwd: Path) -> subprocess.Popen[str]:
+    """A SIPp process (no keyboard), its screen on stdout."""
     sipp = shutil.which("sipp")
     if sipp is None:
         raise RuntimeError("sipp is not installed (./scripts/setup installs sip-tester)")
@@ -36,6 +37,12 @@ def _sipp(args: list[str], cwd: Path) -> subprocess.Popen[str]:
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def sipp_calls(screen: str, kind: str) -> int | None:
+    """The cumulative count of ``kind`` ("Successful", "Failed") calls on SIPp's last screen."""
+    found = re.search(kind + r" call\s*\|\s*\d+\s*\|\s*(\d+)", screen)
+    return int(found.group(1)) if found else None
 
 
 def _run_through(
@@ -49,7 +56,7 @@ def _run_through(
     folder: Path,
     ctrl: int,
 ) -> dict[str, Any]:
-    uas = _sipp(
+    uas = start_sipp(
         [
             "-sf",
             str(ROOT / "sipp/message_uas.xml"),
@@ -65,7 +72,7 @@ def _run_through(
     )
     time.sleep(0.5)
     before = sum(cpu_seconds(p) for p in pids)
-    uac = _sipp(
+    uac = start_sipp(
         [
             "-sf",
             str(ROOT / "sipp/relay_uac.xml"),
@@ -95,13 +102,12 @@ def _run_through(
         uas.wait(timeout=10)
     except subprocess.TimeoutExpired:
         uas.kill()
-    ok = re.search(r"Successful call\s*\|\s*\d+\s*\|\s*(\d+)", out)
-    failed = re.search(r"Failed call\s*\|\s*\d+\s*\|\s*(\d+)", out)
-    successful = int(ok.group(1)) if ok else 0
+    successful = sipp_calls(out, "Successful") or 0
+    failed = sipp_calls(out, "Failed")
     return {
         "middle_box": box,
         "transactions": successful,
-        "failed": int(failed.group(1)) if failed else count,
+        "failed": count if failed is None else failed,
         "cpu_s": after - before,
         "cpu_us_per_transaction": (after - before) * 1e6 / max(successful, 1),
         "peak_rss_mb": sum(peak_rss_mb(p) for p in pids),
