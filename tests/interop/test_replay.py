@@ -5,10 +5,13 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import yaml
+
 from mcmig.nodes.client import McClient
 from mcmig.profiles import load_deployment
 from tests.support.lab import PARTNER, Lab
 from tests.support.tools import (
+    ROOT,
     Capture,
     call_bob_to_alice_in_demo3,
     demo3_recording,
@@ -50,6 +53,29 @@ def test_replay_each_node_of_a_captured_demo_run(tmp_path: Path) -> None:
         )
 
     # The partner now refuses alice by name: replaying its part shows the difference.
+    profile = yaml.safe_load((ROOT / "sip_profiles/demo.yaml").read_text())
+    profile["systems"][1]["visitors"]["refuse_users"].append("sip:alice@primary.example")
+    changed = (
+        ROOT / "sip_profiles" / f".replay-test-{tmp_path.name}.yaml"
+    )  # beside keys/, which it names
+    changed.write_text(yaml.safe_dump(profile))
+    try:
+        result = mcmig("replay", str(pcap), "--profile", str(changed), "--node", "partner-server")
+    finally:
+        changed.unlink()
+    assert result.returncode == 1
+    assert (
+        "method/status: captured 'MESSAGE', live '403'" in result.stdout
+        or "captured '200', live '403'" in result.stdout
+    )
+    assert "frame " in result.stdout
+
+
+def test_replay_over_tcp_with_the_kernels_ports(tmp_path: Path) -> None:
+    """The client talks TCP to the partner server and the gateways TCP to each other.
+    tshark records the kernel's ephemeral ports; replay stands in for the peers
+    over TCP (answering on the connection a request came over) and finds no
+    difference, and compares as many messages as over UDP."""
     with demo_with_tcp_between_peers(f"replay-{tmp_path.name}") as tcp_profile:
         lab = Lab(load_deployment(tcp_profile), tmp_path / "state")
         lab.start()
