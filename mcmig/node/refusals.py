@@ -7,7 +7,6 @@ transports, transactions and handlers.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import TYPE_CHECKING
@@ -41,10 +40,13 @@ class Refusals:
     public_name: str
     shed_body: bytes | None
     shed_content_type: str
-    _tasks: set[asyncio.Task[None]]
 
     @property
     def address(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def in_progress(self) -> int:
         raise NotImplementedError
 
     def _send(self, message: Request | Response, destination: TransportAddress) -> None:
@@ -87,7 +89,7 @@ class Refusals:
         rather than accepted and left to time out (which makes peers retransmit)."""
         if request.method == "OPTIONS":
             return False
-        return len(self._tasks) >= self.max_pending or self._queued_too_long()
+        return self.in_progress >= self.max_pending or self._queued_too_long()
 
     def shed_requests_queued_longer_than(self, seconds: float) -> None:
         """Refuse (503) new UDP requests read more than ``seconds`` after they
@@ -131,7 +133,7 @@ class Refusals:
             assert self._udp is not None
             why = f"request queued {self._udp.queue_delay * 1000:.0f} ms"
         else:
-            why = f"{len(self._tasks)} requests in progress"
+            why = f"{self.in_progress} requests in progress"
         if self.stats.shed % 1000 == 1:
             self.log.warning("overloaded: %s, answering 503 (%d so far)", why, self.stats.shed)
         headers = [

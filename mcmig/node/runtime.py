@@ -17,6 +17,7 @@ from typing import Any
 
 from mcmig.node.dialogs import Dialog, InviteServerHandle, OutgoingInvite
 from mcmig.node.errors import SipTimeoutError, SipTransportError
+from mcmig.node.inline import InlineRun
 from mcmig.node.invite_usage import InviteHandler, InviteUsage
 from mcmig.node.refusals import Refusals
 from mcmig.sip.errors import SipParseError
@@ -119,6 +120,7 @@ class SipNode(InviteUsage, Refusals):
         self._streams: dict[str, StreamTransport] = {}
         self._pending: dict[int, asyncio.Future[Response]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._runs: set[InlineRun] = set()  # non-INVITE handlers in progress
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -158,10 +160,16 @@ class SipNode(InviteUsage, Refusals):
         return set() if stream is None or source.transport != "TLS" else stream.peer_names(source)
 
     async def stop(self) -> None:
+        for run in list(self._runs):
+            run.cancel()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        for _ in range(100):  # a cancelled run ends on its next step, a turn away
+            if not self._runs:
+                break
+            await asyncio.sleep(0)
         if self._timer is not None:
             self._timer.cancel()
         for fut in self._pending.values():
@@ -179,7 +187,7 @@ class SipNode(InviteUsage, Refusals):
         return {
             "transactions": self.layer.active,
             "timers": self.layer.scheduled,
-            "handlers": len(self._tasks),
+            "handlers": self.in_progress,
             "waiting": len(self._pending),
             "invites": len(self._invites) + len(self._invite_handles),
             "dialogs": len(self.dialogs),
@@ -314,7 +322,15 @@ class SipNode(InviteUsage, Refusals):
             self._respond(txn, self._method_not_allowed(request))
             return
         assert isinstance(txn, NonInviteServerTransaction)
-        self._spawn(self._run_handler(handler, txn, source))
+        assert self._loop is not None
+        run = InlineRun(self._run_handler(handler, txn, source), self._loop, self._runs.discard)
+        self._runs.add(run)
+        run.start()
+
+    @property
+    def in_progress(self) -> int:
+        """Requests whose handlers have not finished yet."""
+        return len(self._runs) + len(self._tasks)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)

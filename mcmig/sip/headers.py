@@ -88,7 +88,7 @@ CANONICAL: dict[str, str] = {name.lower(): name for name in _KNOWN}
 CANONICAL.update(COMPACT_FORMS)
 # Names already in their long form map to themselves: most lookups come from our
 # own code with canonical names, and need no lower().
-_ALREADY = {name: name for name in _KNOWN}
+ALREADY_CANONICAL = {name: name for name in _KNOWN}
 
 # Headers that RFC 3261 defines as single-valued: a second instance is a 400
 # (RFC 4475 multi01 and mcl01).
@@ -99,4 +99,4 @@ SINGLE_VALUED = frozenset(
 
 def canonical_name(name: str) -> str:
     """The long, conventionally capitalised form; unknown names stay as given."""
-    return _ALREADY.get(name) or CANONICAL.get(name.lower(), name)
+    return ALREADY_CANONICAL.get(name) or CANONICAL.get(name.lower(), name)

@@ -9,8 +9,9 @@ deadline order. Nothing here knows about clocks or sockets.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import Enum
-from typing import ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 
 class MachineEnum(Enum):
@@ -30,6 +31,18 @@ Table = dict[tuple[S, I], tuple[tuple[str, ...], S]]
 class TableMachine(Generic[S, I, A]):
     TABLE: ClassVar[dict[tuple[Enum, Enum], tuple[tuple[str, ...], Enum]]]
     TERMINATED: ClassVar[Enum]
+
+    # TABLE with each step name resolved to its method, once per class.
+    _COMPILED: ClassVar[dict[tuple[Enum, Enum], tuple[tuple[Callable[[Any], None], ...], Enum]]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        table = getattr(cls, "TABLE", None)
+        if table is not None:
+            cls._COMPILED = {
+                key: (tuple(getattr(cls, "_" + step) for step in steps), next_state)
+                for key, (steps, next_state) in table.items()
+            }
 
     def __init__(self, state: S, now: float) -> None:
         self.state = state
@@ -60,13 +73,13 @@ class TableMachine(Generic[S, I, A]):
         return self.take_actions()
 
     def _apply(self, kind: I, now: float) -> None:
-        entry = self.TABLE.get((self.state, kind))
+        entry = self._COMPILED.get((self.state, kind))
         if entry is None:
             return
         steps, next_state = entry
         self._now = now
         for step in steps:
-            getattr(self, "_" + step)()
+            step(self)
         self.state = next_state  # type: ignore[assignment]
         self._entered(next_state)  # type: ignore[arg-type]
         if self.terminated:

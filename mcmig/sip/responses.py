@@ -44,6 +44,9 @@ REASON_PHRASES: dict[int, str] = {
 }
 
 
+_COPIED = frozenset({"From", "To", "Call-ID", "CSeq"})
+
+
 def reason_phrase(status: int) -> str:
     return REASON_PHRASES.get(status, "Unknown")
 
@@ -69,15 +72,24 @@ def make_response(
     A To tag is added to every response but 100 when the request had none
     (8.2.6.2); pass ``to_tag`` to keep one tag across retransmissions.
     """
-    copied: list[tuple[str, str]] = [(n, v) for n, v in request.headers if n == "Via"]
-    copied.append(("From", request.get("From") or ""))
+    copied: list[tuple[str, str]] = []
+    found: dict[str, str] = {}
+    for n, v in request.headers:  # one pass: this runs for every response we send
+        if n == "Via":
+            copied.append((n, v))
+        elif n in _COPIED and n not in found:
+            found[n] = v
+    copied.append(("From", found.get("From", "")))
     # To is copied as the peer wrote it, even when malformed (a 400 must still
     # reach it); the tag goes at the end, where header parameters stand.
-    to = request.get("To") or ""
+    to = found.get("To", "")
     if status > 100 and not _has_tag(request, to):
         to = f"{to};tag={to_tag or new_tag()}"
     copied.append(("To", to))
-    copied.append(("Call-ID", request.get("Call-ID") or ""))
-    copied.append(("CSeq", request.get("CSeq") or ""))
-    copied.extend(headers)
-    return Response(status, reason or reason_phrase(status), copied, body)
+    copied.append(("Call-ID", found.get("Call-ID", "")))
+    copied.append(("CSeq", found.get("CSeq", "")))
+    response = Response(status, reason or reason_phrase(status), headers, body)
+    # The copied names are canonical already; only the caller's were canonicalized.
+    copied.extend(response.headers)
+    response.headers = copied
+    return response

@@ -36,6 +36,11 @@ RECEIVE_BUFFER = 2 * 1024 * 1024
 SO_TIMESTAMP = 29 if sys.platform.startswith("linux") else None
 _TIMEVAL = struct.Struct("@ll")
 _ANCILLARY = socket.CMSG_SPACE(_TIMEVAL.size)
+# A datagram read within this many seconds of its arrival means the socket had no
+# backlog: the batch stops there rather than paying for a read that finds nothing
+# (the poller is level-triggered, so anything that did arrive is reported again).
+NO_BACKLOG = 0.001
+SOURCES_CACHED = 1024  # peers' addresses kept as TransportAddress objects
 
 
 class UdpTransport:
@@ -50,6 +55,7 @@ class UdpTransport:
             collections.deque()
         )
         self._closed = False
+        self._sources: dict[tuple[str, int], TransportAddress] = {}
         # Seconds the datagram being handed up waited in the socket; 0 when unknown.
         self.queue_delay = 0.0
         self._stamped = False
@@ -99,16 +105,23 @@ class UdpTransport:
                 continue
             if len(data) <= 4 and data.strip(b"\r\n") == b"":
                 continue  # keep-alive (RFC 5626 3.5.1 style CRLF ping)
+            waited: float | None = None
             for level, kind, value in ancillary:
                 if level == socket.SOL_SOCKET and kind == SO_TIMESTAMP:
                     seconds, micros = _TIMEVAL.unpack(value[: _TIMEVAL.size])
                     # Kernel stamps are wall-clock time; a clock step is at worst one odd delay.
-                    self.queue_delay = max(0.0, time.time() - seconds - micros / 1e6)
+                    waited = self.queue_delay = max(0.0, time.time() - seconds - micros / 1e6)
+            source = self._sources.get(addr)
+            if source is None:
+                source = TransportAddress("UDP", str(addr[0]), int(addr[1]))
+                if len(self._sources) >= SOURCES_CACHED:
+                    self._sources.clear()
+                self._sources[addr] = source
             try:
-                self._on_message(data, TransportAddress("UDP", str(addr[0]), int(addr[1])), True)
+                self._on_message(data, source, True)
             finally:
                 self.queue_delay = 0.0
-            if self._closed:
+            if self._closed or (waited is not None and waited < NO_BACKLOG):
                 return
 
     def send(self, data: bytes, destination: TransportAddress) -> None:

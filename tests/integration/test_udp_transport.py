@@ -8,8 +8,10 @@ import socket
 import time
 from typing import Any
 
+import pytest
+
 from mcmig.sip.peer import TransportAddress
-from mcmig.transport.udp import READ_BATCH, UdpTransport
+from mcmig.transport.udp import READ_BATCH, SO_TIMESTAMP, UdpTransport
 
 HOST = "127.0.5.7"
 
@@ -51,6 +53,46 @@ def test_a_backlog_is_read_in_order_with_the_time_each_datagram_waited() -> None
         assert [data for data, _ in seen] == [b"%d" % n for n in range(count)]
         assert all(delay >= 0.15 for _, delay in seen)
         assert transport.queue_delay == 0.0  # only meaningful while a datagram is handed up
+
+    asyncio.run(main())
+
+
+class _CountingReads(socket.socket):
+    """A socket that counts the reads that found nothing."""
+
+    empty_reads = 0
+
+    def recvmsg(self, *args: Any) -> Any:
+        try:
+            return super().recvmsg(*args)
+        except BlockingIOError:
+            self.empty_reads += 1
+            raise
+
+
+@pytest.mark.skipif(SO_TIMESTAMP is None, reason="kernel arrival stamps are Linux only")
+def test_a_datagram_read_as_it_arrives_is_not_followed_by_a_read_that_finds_nothing() -> None:
+    async def main() -> None:
+        sock = _CountingReads(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        sock.bind((HOST, 0))
+        seen: list[bytes] = []
+        transport = UdpTransport(sock, lambda data, *_: seen.append(data), lambda _: None)
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            for n in range(6):
+                sender.sendto(b"%d" % n, sock.getsockname())
+                for _ in range(100):
+                    if len(seen) == n + 1:
+                        break
+                    await asyncio.sleep(0.01)
+        finally:
+            sender.close()
+            transport.close()
+        assert seen == [b"%d" % n for n in range(6)]
+        # Each was read within a millisecond of arriving, save perhaps one on a
+        # busy machine; reading on after each would have found nothing six times.
+        assert sock.empty_reads <= 1
 
     asyncio.run(main())
 
