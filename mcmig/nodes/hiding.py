@@ -35,6 +35,8 @@ RESPONSE_ALLOW = ("Accept", "Retry-After", "Allow", "Unsupported")
 # What a B2BUA passes back from one leg's response to the other's, gateways included
 # (which rewrite the Warning first).
 RELAYED_HEADERS = ("Warning", *RESPONSE_ALLOW)
+_RESPONSE_ALLOWED = frozenset(RESPONSE_ALLOW)
+_ALLOW_ORDER = {name: i for i, name in enumerate(RESPONSE_ALLOW)}
 
 
 def public_uri(uri: SipUri, own_domain: str) -> SipUri:
@@ -104,12 +106,17 @@ def crossing_response(
     def clean(text: str) -> str:
         return text if agent is None else scrub(text, inner_names)
 
-    headers: list[tuple[str, str]] = [
-        ("Warning", value if agent is None else clean(rewrite_warning_agent(value, agent)))
-        for value in response.get_all("Warning")
-    ]
-    for name in RESPONSE_ALLOW:
-        headers.extend((name, value) for value in response.get_all(name))
+    warnings: list[tuple[str, str]] = []
+    allowed: list[tuple[str, str]] = []
+    for name, value in response.headers:  # one pass: this runs for every response relayed
+        if name == "Warning":
+            value = value if agent is None else clean(rewrite_warning_agent(value, agent))
+            warnings.append((name, value))
+        elif name in _RESPONSE_ALLOWED:
+            allowed.append((name, value))
+    # Warnings first, then the allowed headers in RESPONSE_ALLOW's order.
+    allowed.sort(key=lambda item: _ALLOW_ORDER[item[0]])
+    headers = warnings + allowed
     body = b""
     if response.content_type == CONTENT_TYPE and response.body:
         try:
@@ -137,5 +144,7 @@ def scrub(text: str, inner_names: frozenset[str] = frozenset()) -> str:
 
 def plain_reason(reason: str, default: str = "Unknown") -> str:
     """A reason phrase can carry anything; keep it short and printable."""
+    if reason.isprintable():
+        return reason[:64] or default
     cleaned = "".join(c for c in reason if c.isprintable())[:64]
     return cleaned or default

@@ -64,6 +64,11 @@ class SipUri:
     headers: str | None = None
 
     def __str__(self) -> str:
+        if not self.params and self.port is None and self.password is None and not self.headers:
+            # The public form that crosses a gateway (user@domain), on every request.
+            if self.user is None:
+                return f"{self.scheme}:{self.host}"
+            return f"{self.scheme}:{self.user}@{self.host}"
         userinfo = ""
         if self.user is not None:
             userinfo = self.user
