@@ -5,7 +5,8 @@ The middle box is (a) the mcmig gateway (sip_profiles/bench-relay.yaml) and
 (b) Kamailio 5.6 with a stateful t_relay() (kamailio/bench-relay.cfg), run
 one after the other in the same benchmark at the same rate. Figure: CPU
 microseconds per relayed transaction of each middle box (all its processes),
-from /proc, and their ratio.
+from /proc, and their ratio. Then the gateway's code alone, kept busy in this
+process (relay_busy.py): a figure for comparing our own changes.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mcmig.bench import ROOT
+from mcmig.bench import ROOT, relay_busy
 from mcmig.bench.procstat import cpu_seconds, group_pids, peak_rss_mb
 
 
@@ -195,6 +196,7 @@ def measure(quick: bool = False, loop: str = "asyncio") -> dict[str, Any]:
         "mcmig": ours,
         "kamailio": theirs,
         "ratio": ours["cpu_us_per_transaction"] / max(theirs["cpu_us_per_transaction"], 1e-9),
+        "mcmig_busy": relay_busy.measure(2000 if quick else 20000),
     }
 
 
@@ -208,4 +210,10 @@ def report(results: dict[str, Any]) -> str:
             f"  {r['middle_box']:<24} {r['transactions']:>6} ok {r['failed']:>4} failed  {r['cpu_us_per_transaction']:>8.0f} us CPU per transaction  peak RSS {r['peak_rss_mb']:.0f} MB"
         )
     lines.append(f"  ratio mcmig / Kamailio: {results['ratio']:.2f}")
+    busy = results["mcmig_busy"]
+    best = busy["best_chunk_us_per_transaction"]
+    lines.append(
+        f"  mcmig gateway code kept busy, in one process, {busy['in_flight']} in flight (not comparable with the above: no sockets, no sleeping between messages): "
+        f"{busy['cpu_us_per_transaction']:.0f} us CPU per transaction, best 1,000 {best:.0f} us, {busy['failed']} failed"
+    )
     return "\n".join(lines)
