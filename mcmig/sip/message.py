@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
+from operator import itemgetter
 from typing import Any, TypeVar
 
 from mcmig.sip.address import NameAddress, parse_name_address, parse_name_address_list
@@ -26,6 +27,7 @@ CALL_ID_RE = re.compile(rf"{_WORD}(?:@{_WORD})?\Z")
 T = TypeVar("T")
 # Our own code names headers canonically: one dict lookup, not a call, finds them.
 _AS_IS = ALREADY_CANONICAL.get
+_NAME = itemgetter(0)
 HeaderList = list[tuple[str, str]]
 
 
@@ -114,7 +116,7 @@ class Message:
     def push_via(self, via: Via) -> None:
         """Put ``via`` on top; the Vias below it stay parsed if they were."""
         below = self._typed.get("Via")
-        if below is None and any(n == "Via" for n, _ in self.headers):
+        if below is None and "Via" in map(_NAME, self.headers):
             self._typed.pop("Via", None)  # parsed again, whole, when first read
         else:
             self._typed["Via"] = [via, *(below or ())]
@@ -123,10 +125,11 @@ class Message:
     def wire_size(self) -> int:
         """The length of serialize(), without building it."""
         start = self.start_line()
+        headers = self.headers
+        values = "".join([v for _, v in headers])
         size = len(start.encode()) + len(self.body) + 22 + len(str(len(self.body)))
-        for n, v in self.headers:
-            size += len(n) + (len(v) if v.isascii() else len(v.encode())) + 4
-        return size
+        size += sum(map(len, map(_NAME, headers))) + 4 * len(headers)  # names are tokens: ASCII
+        return size + (len(values) if values.isascii() else len(values.encode()))
 
     def replace_top_via(self, via: Via) -> None:
         """Rewrite the first Via element (RFC 3261 18.2.1 received/rport)."""
