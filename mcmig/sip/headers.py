@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 COMPACT_FORMS: dict[str, str] = {
     "a": "Accept-Contact",
     "b": "Referred-By",
@@ -86,9 +88,6 @@ _KNOWN = [
 ]
 CANONICAL: dict[str, str] = {name.lower(): name for name in _KNOWN}
 CANONICAL.update(COMPACT_FORMS)
-# Names already in their long form map to themselves: most lookups come from our
-# own code with canonical names, and need no lower().
-ALREADY_CANONICAL = {name: name for name in _KNOWN}
 
 # Headers that RFC 3261 defines as single-valued: a second instance is a 400
 # (RFC 4475 multi01 and mcl01).
@@ -97,6 +96,16 @@ SINGLE_VALUED = frozenset(
 )
 
 
-def canonical_name(name: str) -> str:
-    """The long, conventionally capitalised form; unknown names stay as given."""
-    return ALREADY_CANONICAL.get(name) or CANONICAL.get(name.lower(), name)
+class _LongForms(dict[str, str]):
+    """Names already in their long form, each mapped to itself; any other name is
+    looked up lowercased and not stored, since peers choose the spellings."""
+
+    def __missing__(self, name: str) -> str:
+        return CANONICAL.get(name.lower(), name)
+
+
+# The long, conventionally capitalised form; unknown names stay as given. A bound
+# dict lookup rather than a function: messages ask for names on every header they
+# build or read, nearly always canonical ones from our own code, and a hit then
+# runs no Python code at all.
+canonical_name: Callable[[str], str] = _LongForms({name: name for name in _KNOWN}).__getitem__

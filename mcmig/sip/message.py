@@ -17,7 +17,7 @@ from mcmig.sip.address import NameAddress, parse_name_address, parse_name_addres
 from mcmig.sip.cseq import CSeq, parse_bounded_int, parse_cseq
 from mcmig.sip.errors import SipParseError
 from mcmig.sip.grammar import split_comma_list
-from mcmig.sip.headers import ALREADY_CANONICAL, canonical_name
+from mcmig.sip.headers import canonical_name
 from mcmig.sip.uri import Uri
 from mcmig.sip.via import Via, parse_via
 
@@ -25,8 +25,6 @@ _WORD = r"[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+"
 CALL_ID_RE = re.compile(rf"{_WORD}(?:@{_WORD})?\Z")
 
 T = TypeVar("T")
-# Our own code names headers canonically: one dict lookup, not a call, finds them.
-_AS_IS = ALREADY_CANONICAL.get
 _NAME = itemgetter(0)
 HeaderList = list[tuple[str, str]]
 
@@ -37,20 +35,20 @@ class Message:
     __slots__ = ("_typed", "body", "headers")
 
     def __init__(self, headers: Iterable[tuple[str, str]] = (), body: bytes = b"") -> None:
-        self.headers: HeaderList = [(_AS_IS(n) or canonical_name(n), v) for n, v in headers]
+        self.headers: HeaderList = [(canonical_name(n), v) for n, v in headers]
         self.body = body
         self._typed: dict[str, Any] = {}
 
     # -- raw header access -------------------------------------------------
     def get(self, name: str) -> str | None:
-        name = _AS_IS(name) or canonical_name(name)
+        name = canonical_name(name)
         for n, v in self.headers:
             if n == name:
                 return v
         return None
 
     def get_all(self, name: str) -> list[str]:
-        name = _AS_IS(name) or canonical_name(name)
+        name = canonical_name(name)
         return [v for n, v in self.headers if n == name]
 
     def values(self, name: str) -> list[str]:
@@ -65,7 +63,7 @@ class Message:
 
     def set(self, name: str, value: str) -> None:
         """Replace every instance of ``name`` with one, where the first one stood."""
-        name = _AS_IS(name) or canonical_name(name)
+        name = canonical_name(name)
         self._typed.pop(name, None)
         for i, (n, _) in enumerate(self.headers):
             if n == name:
@@ -75,7 +73,7 @@ class Message:
         self.headers.append((name, value))
 
     def add(self, name: str, value: str, *, first: bool = False) -> None:
-        name = _AS_IS(name) or canonical_name(name)
+        name = canonical_name(name)
         self._typed.pop(name, None)
         if first:
             self.headers.insert(0, (name, value))
@@ -83,7 +81,7 @@ class Message:
             self.headers.append((name, value))
 
     def remove(self, name: str) -> None:
-        name = _AS_IS(name) or canonical_name(name)
+        name = canonical_name(name)
         self._typed.pop(name, None)
         self.headers = [(n, v) for n, v in self.headers if n != name]
 

@@ -88,8 +88,5 @@ def make_response(
     copied.append(("To", to))
     copied.append(("Call-ID", found.get("Call-ID", "")))
     copied.append(("CSeq", found.get("CSeq", "")))
-    response = Response(status, reason or reason_phrase(status), headers, body)
-    # The copied names are canonical already; only the caller's were canonicalized.
-    copied.extend(response.headers)
-    response.headers = copied
-    return response
+    copied.extend(headers)
+    return Response(status, reason or reason_phrase(status), copied, body)
