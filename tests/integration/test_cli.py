@@ -7,7 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support.tools import ROOT, Mcmig, demo_with_tcp_between_peers, run_mcmig
+from tests.support.tools import (
+    ROOT,
+    Mcmig,
+    bob_to_alice_in_demo3,
+    demo_with_tcp_between_peers,
+    run_mcmig,
+)
 
 mcmig = run_mcmig
 
@@ -179,19 +185,7 @@ def test_demo_runs_and_every_case_matches_the_profile() -> None:
 def test_client_send_release(tmp_path: Path) -> None:
     up = Mcmig("up", "sip_profiles/demo3.yaml", "--state-dir", str(tmp_path))
     try:
-        sent = mcmig(
-            "send",
-            "--profile",
-            "sip_profiles/demo3.yaml",
-            "--from",
-            "sip:bob@primary.example",
-            "--to",
-            "sip:alice@primary.example",
-            "--text",
-            "hello",
-            "--listen",
-            "127.0.1.50:0",
-        )
+        sent = bob_to_alice_in_demo3("send", "--text", "hello")
         assert (sent.returncode, sent.stdout.strip()) == (0, "200 OK"), sent.stderr
         client = subprocess.run(
             [
@@ -229,19 +223,7 @@ def test_client_send_release(tmp_path: Path) -> None:
             "127.0.2.102:0",
         )
         assert released.returncode == 0, released.stdout + released.stderr
-        unreachable = mcmig(
-            "send",
-            "--profile",
-            "sip_profiles/demo3.yaml",
-            "--from",
-            "sip:bob@primary.example",
-            "--to",
-            "sip:alice@primary.example",
-            "--text",
-            "hello?",
-            "--listen",
-            "127.0.1.50:0",
-        )
+        unreachable = bob_to_alice_in_demo3("send", "--text", "hello?")
         assert unreachable.returncode == 1 and unreachable.stdout.startswith("480")
         shown = json.loads(
             mcmig(

@@ -9,6 +9,7 @@ from tests.support.lab import Lab
 from tests.support.png import pixels
 from tests.support.tools import (
     Capture,
+    bob_to_alice_in_demo3,
     call_bob_to_alice_in_demo3,
     demo3_recording,
     require,
@@ -22,19 +23,7 @@ mcmig = run_mcmig
 def test_up_records_a_pcap_that_tshark_decodes_and_ladder_draws(tmp_path: Path) -> None:
     up = demo3_recording(tmp_path)
     try:
-        big = mcmig(
-            "send",
-            "--profile",
-            "sip_profiles/demo3.yaml",
-            "--from",
-            "sip:bob@primary.example",
-            "--to",
-            "sip:alice@primary.example",
-            "--text",
-            "x" * 1500,
-            "--listen",
-            "127.0.1.50:0",
-        )
+        big = bob_to_alice_in_demo3("send", "--text", "x" * 1500)
         assert big.stdout.strip() == "200 OK"  # over 1300 bytes: TCP on every leg
         call = call_bob_to_alice_in_demo3()
         assert call.stdout.startswith("200 OK")

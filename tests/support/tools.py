@@ -206,21 +206,24 @@ def demo_with_tcp_between_peers(tag: str) -> Iterator[Path]:
         path.unlink()
 
 
-def call_bob_to_alice_in_demo3(hold: str = "0.2") -> subprocess.CompletedProcess[str]:
-    """`mcmig call` from bob (home) to alice (migrated) in a running demo3 deployment."""
+def bob_to_alice_in_demo3(command: str, *options: str) -> subprocess.CompletedProcess[str]:
+    """`mcmig send` or `mcmig call` from bob (home) to alice in a running demo3 deployment."""
     return run_mcmig(
-        "call",
+        command,
         "--profile",
         "sip_profiles/demo3.yaml",
         "--from",
         "sip:bob@primary.example",
         "--to",
         "sip:alice@primary.example",
-        "--hold",
-        hold,
+        *options,
         "--listen",
         "127.0.1.50:0",
     )
+
+
+def call_bob_to_alice_in_demo3(hold: str = "0.2") -> subprocess.CompletedProcess[str]:
+    return bob_to_alice_in_demo3("call", "--hold", hold)
 
 
 def registry_records(
