@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from mcmig.sip.errors import SipParseError
 from mcmig.sip.grammar import (
@@ -72,7 +72,7 @@ class Via:
     def with_params(self, **params: str | None) -> Via:
         merged = dict(self.params)
         merged.update(params)
-        return replace(self, params=merged)
+        return Via(self.transport, self.host, self.port, merged, self.protocol)
 
     def __str__(self) -> str:
         port = "" if self.port is None else f":{self.port}"

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from mcmig.sip.peer import TransportAddress, reconnect_destination, response_destination
+from mcmig.sip.message import Request
+from mcmig.sip.peer import (
+    TransportAddress,
+    reconnect_destination,
+    response_destination,
+    stamp_received,
+)
+from mcmig.sip.uri import parse_uri
 from mcmig.sip.via import parse_via
 
 
@@ -71,3 +78,46 @@ def test_reconnect_destination(
     assert reconnect_destination(parse_via(via), TransportAddress(*source)) == TransportAddress(
         *expected
     )
+
+
+@pytest.mark.parametrize(
+    ("via_lines", "expected"),
+    [
+        # One Via per line: the top one is rewritten in place.
+        (
+            ["SIP/2.0/UDP a.example:5070;branch=z9hG4bK1;rport", "SIP/2.0/UDP b.example"],
+            [
+                "SIP/2.0/UDP a.example:5070;branch=z9hG4bK1;rport=4000;received=192.0.2.1",
+                "SIP/2.0/UDP b.example",
+            ],
+        ),
+        # Several Vias in one line: only the first value changes; the rest stay as sent.
+        (
+            ["SIP/2.0/UDP a.example;branch=z9hG4bK1 , SIP/2.0/TCP b.example;branch=z9hG4bK2"],
+            [
+                "SIP/2.0/UDP a.example;branch=z9hG4bK1;received=192.0.2.1, "
+                "SIP/2.0/TCP b.example;branch=z9hG4bK2"
+            ],
+        ),
+    ],
+)
+def test_stamp_received_rewrites_only_the_top_via(
+    via_lines: list[str], expected: list[str]
+) -> None:
+    request = Request(
+        "OPTIONS",
+        parse_uri("sip:x@example.net"),
+        [("Via", line) for line in via_lines]
+        + [
+            ("From", "<sip:c@example.net>;tag=1"),
+            ("To", "<sip:x@example.net>"),
+            ("Call-ID", "stamp"),
+            ("CSeq", "1 OPTIONS"),
+        ],
+    )
+    stamp_received(request, TransportAddress("UDP", "192.0.2.1", 4000))
+    assert request.get_all("Via") == expected
+    assert request.top_via.received == "192.0.2.1"
+    assert [str(v) for v in request.vias] == [
+        str(parse_via(v)) for line in expected for v in line.split(", ")
+    ]
