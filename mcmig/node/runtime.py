@@ -72,6 +72,7 @@ class NodeStats:
     handler_errors: int = 0
     retransmissions: int = 0  # of our own requests, over UDP (Timer E)
     shed: int = 0  # requests answered 503 because the node was overloaded
+    unreachable: int = 0  # ICMP errors that ended requests to a destination
     by_method: dict[str, int] = field(default_factory=dict)
 
 
@@ -133,7 +134,9 @@ class SipNode(InviteUsage, Refusals):
                 self.host, self.port, self._on_bytes, self._on_failure
             )
             return
-        self._udp = await UdpTransport.bind(self.host, self.port, self._on_bytes, self._on_failure)
+        self._udp = await UdpTransport.bind(
+            self.host, self.port, self._on_bytes, self._on_failure, self._on_unreachable
+        )
         if self.port == 0:
             self.port = self._udp.local_port
         tcp = StreamTransport("TCP", self.config, self._on_bytes, self._on_failure)
@@ -431,4 +434,19 @@ class SipNode(InviteUsage, Refusals):
         if self._loop is None:
             return
         self._dispatch(self.layer.transport_failed(destination, self._loop.time()))
+        self._flush()
+
+    def _on_unreachable(self, destination: TransportAddress) -> None:
+        """An ICMP error for a datagram to ``destination`` (RFC 3261 18.4): requests
+        sent there fail now rather than at Timer F."""
+        if self._loop is None:
+            return
+        self.stats.unreachable += 1
+        if self.stats.unreachable % 1000 == 1:  # a peer that is down answers every datagram
+            self.log.warning(
+                "%s unreachable (ICMP): requests to it fail at once (%d so far)",
+                destination,
+                self.stats.unreachable,
+            )
+        self._dispatch(self.layer.transport_failed(destination, self._loop.time(), servers=False))
         self._flush()

@@ -158,11 +158,21 @@ class TransactionLayer:
             return []
         return self._apply(txn, txn.receive_response(response, now))
 
-    def transport_failed(self, destination: TransportAddress, now: float) -> list[Event]:
-        """A connection or send failed: every transaction using it ends."""
+    def transport_failed(
+        self, destination: TransportAddress, now: float, servers: bool = True
+    ) -> list[Event]:
+        """A connection or send failed: every transaction using it ends.
+
+        ``servers=False`` ends client transactions only: for an ICMP error, which
+        can come for every datagram to a peer that is down, where a scan of the
+        server transactions (held for Timer J) each time would cost too much and
+        gain nothing, since their requests are answered already or will be.
+        """
         events: list[Event] = []
         for ctxn in [t for t in self.client.values() if t.destination == destination]:
             events += self._apply(ctxn, ctxn.transport_failed(now))
+        if not servers:
+            return events
         for stxn in [t for t in self.server.values() if t.destination == destination]:
             events += self._apply(stxn, stxn.transport_failed(now))
         return events

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import errno
 import logging
 import socket
 import struct
@@ -42,14 +43,42 @@ _ANCILLARY = socket.CMSG_SPACE(_TIMEVAL.size)
 NO_BACKLOG = 0.001
 SOURCES_CACHED = 1024  # peers' addresses kept as TransportAddress objects
 
+# ICMP errors (RFC 3261 18.4). Linux reports them for an unconnected socket only
+# when asked (IP_RECVERR, IPV6_RECVERR), and then queues each one, with the
+# destination of the datagram that caused it, on the socket's error queue.
+# Python names neither option; the numbers are Linux's.
+_RECVERR = (
+    {socket.AF_INET: (socket.IPPROTO_IP, 11), socket.AF_INET6: (socket.IPPROTO_IPV6, 25)}
+    if sys.platform.startswith("linux")
+    else {}
+)
+_RECVERR_CMSGS = frozenset(_RECVERR.values())
+# struct sock_extended_err: errno, origin, type, code, pad, info, data
+_EXTENDED_ERR = struct.Struct("@IBBBBII")
+_ORIGIN_ICMP, _ORIGIN_ICMP6 = 2, 3
+# 18.4: unreachable (host, network, port, protocol) and parameter problem end the
+# transaction; source quench, time exceeded and "fragmentation needed" (path MTU
+# discovery, which the kernel handles) do not.
+_FATAL_ICMP = frozenset(
+    {(_ORIGIN_ICMP, 3), (_ORIGIN_ICMP, 12), (_ORIGIN_ICMP6, 1), (_ORIGIN_ICMP6, 4)}
+)
+_ICMP_FRAGMENTATION_NEEDED = 4
+ERRORS_READ = 64  # queued ICMP errors read per readiness event at most
+
 
 class UdpTransport:
     def __init__(
-        self, sock: socket.socket, on_message: MessageSink, on_failure: FailureSink
+        self,
+        sock: socket.socket,
+        on_message: MessageSink,
+        on_failure: FailureSink,
+        on_unreachable: FailureSink | None = None,
     ) -> None:
         self._sock = sock
         self._on_message = on_message
         self._on_failure = on_failure
+        # An ICMP error names a destination, not a datagram: the node decides what fails.
+        self._on_unreachable = on_unreachable
         self._loop = asyncio.get_running_loop()
         self._unsent: collections.deque[tuple[bytes, tuple[str, int], TransportAddress]] = (
             collections.deque()
@@ -67,11 +96,21 @@ class UdpTransport:
                 pass
         with contextlib.suppress(OSError):  # else the system default stays
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        self._errors_queued = False
+        if on_unreachable is not None and sock.family in _RECVERR:
+            with contextlib.suppress(OSError):  # else transactions time out instead
+                sock.setsockopt(*_RECVERR[sock.family], 1)
+                self._errors_queued = True
         self._loop.add_reader(sock.fileno(), self._read_ready)
 
     @classmethod
     async def bind(
-        cls, host: str, port: int, on_message: MessageSink, on_failure: FailureSink
+        cls,
+        host: str,
+        port: int,
+        on_message: MessageSink,
+        on_failure: FailureSink,
+        on_unreachable: FailureSink | None = None,
     ) -> UdpTransport:
         loop = asyncio.get_running_loop()
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
@@ -85,12 +124,12 @@ class UdpTransport:
                 sock.close()
                 error = exc
                 continue
-            return cls(sock, on_message, on_failure)
+            return cls(sock, on_message, on_failure, on_unreachable)
         assert error is not None  # getaddrinfo returns at least one address or raises
         raise error
 
     def _read_ready(self) -> None:
-        for _ in range(READ_BATCH):
+        for count in range(READ_BATCH):
             try:
                 if self._stamped:
                     data, ancillary, _, addr = self._sock.recvmsg(MAX_DATAGRAM, _ANCILLARY)
@@ -98,10 +137,18 @@ class UdpTransport:
                     data, addr = self._sock.recvfrom(MAX_DATAGRAM)
                     ancillary = []
             except (BlockingIOError, InterruptedError):
+                if count == 0 and self._errors_queued:
+                    # Woken with nothing to read: the poller may be reporting a
+                    # queued error, and keeps doing so until the queue is read.
+                    self._read_errors()
                 return
             except OSError as exc:
-                # ICMP errors arrive here without the destination; transactions time out instead.
-                log.debug("UDP error: %s", exc)
+                # A pending ICMP error is reported ahead of the data; the details
+                # (and the destination) are on the error queue.
+                if self._errors_queued:
+                    self._read_errors()
+                else:
+                    log.debug("UDP error: %s", exc)
                 continue
             if len(data) <= 4 and data.strip(b"\r\n") == b"":
                 continue  # keep-alive (RFC 5626 3.5.1 style CRLF ping)
@@ -123,6 +170,36 @@ class UdpTransport:
                 self.queue_delay = 0.0
             if self._closed or (waited is not None and waited < NO_BACKLOG):
                 return
+
+    def _read_errors(self) -> None:
+        """Read the queued ICMP errors; report each unreachable destination once."""
+        unreachable: dict[TransportAddress, str] = {}
+        for _ in range(ERRORS_READ):
+            try:
+                _, ancillary, _, addr = self._sock.recvmsg(1, 512, socket.MSG_ERRQUEUE)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                log.debug("UDP error queue: %s", exc)
+                break
+            for level, kind, value in ancillary:
+                if (level, kind) not in _RECVERR_CMSGS or len(value) < _EXTENDED_ERR.size:
+                    continue
+                code, origin, icmp_type, icmp_code, _, _, _ = _EXTENDED_ERR.unpack_from(value)
+                if (origin, icmp_type) not in _FATAL_ICMP or (
+                    origin == _ORIGIN_ICMP and icmp_code == _ICMP_FRAGMENTATION_NEEDED
+                ):
+                    continue
+                host = str(addr[0])
+                if host.startswith("::ffff:") and "." in host:
+                    host = host[7:]  # an IPv4 peer reached through a dual-stack socket
+                unreachable[TransportAddress("UDP", host, int(addr[1]))] = errno.errorcode.get(
+                    code, str(code)
+                )
+        for destination, reason in unreachable.items():
+            log.debug("UDP: %s unreachable (ICMP, %s)", destination, reason)
+            if self._on_unreachable is not None and not self._closed:
+                self._on_unreachable(destination)
 
     def send(self, data: bytes, destination: TransportAddress) -> None:
         if self._closed:

@@ -9,13 +9,13 @@ import time
 
 import pytest
 
-from mcmig.node.runtime import SipNode, SipTimeoutError
+from mcmig.node.runtime import SipNode, SipTimeoutError, SipTransportError
 from mcmig.nodes.responder import Responder
 from mcmig.sip.message import Request, Response
 from mcmig.sip.peer import TransportAddress
 from mcmig.sip.timers import TimerConfig
 from mcmig.sip.uri import parse_uri
-from mcmig.transport.base import TransportConfig
+from mcmig.transport.base import TransportConfig, format_hostport
 from tests.support.messages import message_request
 from tests.support.wire import TcpPeer, UdpPeer
 
@@ -325,6 +325,61 @@ def test_client_timeout_when_nobody_answers() -> None:
             assert client.layer.active == 0
         finally:
             silent.close()
+            await client.stop()
+
+    asyncio.run(main())
+
+
+def _closed_udp_port(host: str) -> int:
+    """A port on ``host`` where nothing listens (bound once, then released)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _options_to(destination: TransportAddress) -> Request:
+    uri = parse_uri(f"sip:x@{format_hostport(destination.host, destination.port)}")
+    return Request(
+        "OPTIONS",
+        uri,
+        [
+            ("From", "<sip:c@example.net>;tag=1"),
+            ("To", f"<{uri}>"),
+            ("Call-ID", f"options-{destination.port}"),
+            ("CSeq", "1 OPTIONS"),
+        ],
+    )
+
+
+@pytest.mark.parametrize("host", ["127.0.5.2", "::1"])
+def test_icmp_port_unreachable_fails_the_request_at_once(host: str) -> None:
+    """RFC 3261 18.4: an ICMP error for a request's datagram ends its client
+    transaction with a transport error, long before Timer F (64 x 0.5 s)."""
+
+    async def main() -> None:
+        client = SipNode("client", host, 0)
+        await client.start()
+        peer = await _responder(host)
+        try:
+            for port in (_closed_udp_port(host), _closed_udp_port(host)):
+                started = time.monotonic()
+                with pytest.raises(SipTransportError):
+                    destination = TransportAddress("UDP", host, port)
+                    await client.send_request(_options_to(destination), destination)
+                assert time.monotonic() - started < 2.0
+            assert client.stats.unreachable == 2
+            assert client.layer.active == 0
+            # The error queue was read (else the poller would report it for ever),
+            # and the socket still serves.
+            assert client._udp is not None
+            with pytest.raises(BlockingIOError):
+                client._udp._sock.recvmsg(1, 512, socket.MSG_ERRQUEUE)
+            destination = TransportAddress("UDP", host, peer.port)
+            answer = await client.send_request(_options_to(destination), destination)
+            assert answer.status == 200
+        finally:
+            await peer.stop()
             await client.stop()
 
     asyncio.run(main())
