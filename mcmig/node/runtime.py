@@ -17,7 +17,7 @@ from typing import Any
 
 from mcmig.node.dialogs import Dialog, InviteServerHandle, OutgoingInvite
 from mcmig.node.errors import SipTimeoutError, SipTransportError
-from mcmig.node.inline import InlineRun
+from mcmig.node.inline import InlineRun, Reply
 from mcmig.node.invite_usage import InviteHandler, InviteUsage
 from mcmig.node.refusals import Refusals
 from mcmig.sip.errors import SipParseError
@@ -119,7 +119,7 @@ class SipNode(InviteUsage, Refusals):
         self._network = network
         self._memory: MemoryTransport | None = None
         self._streams: dict[str, StreamTransport] = {}
-        self._pending: dict[int, asyncio.Future[Response]] = {}
+        self._pending: dict[int, Reply] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._runs: set[InlineRun] = set()  # non-INVITE handlers in progress
         self._timer: asyncio.TimerHandle | None = None
@@ -175,9 +175,8 @@ class SipNode(InviteUsage, Refusals):
             await asyncio.sleep(0)
         if self._timer is not None:
             self._timer.cancel()
-        for fut in self._pending.values():
-            if not fut.done():
-                fut.set_exception(SipTransportError("node stopped"))
+        for reply in list(self._pending.values()):
+            reply.settle(error=SipTransportError("node stopped"))
         if self._udp is not None:
             self._udp.close()
         if self._memory is not None:
@@ -234,12 +233,13 @@ class SipNode(InviteUsage, Refusals):
         assert self._loop is not None, "node not started"
         if add_via:
             destination = self._prepare(request, destination)
-        future: asyncio.Future[Response] = self._loop.create_future()
+        future = Reply(loop=self._loop)
         txn = self.layer.send_request(request, destination, self._loop.time(), timeout)
         self._pending[id(txn)] = future
         self._flush()
         try:
-            return await future
+            response: Response = await future
+            return response
         finally:
             self._pending.pop(id(txn), None)
             self.stats.retransmissions += txn.retransmissions
@@ -281,15 +281,18 @@ class SipNode(InviteUsage, Refusals):
 
     def _resolve(self, key: int, response: Response) -> None:
         fut = self._pending.get(key)
-        if fut is not None and not fut.done():
-            fut.set_result(response)
+        if fut is not None:
+            fut.settle(response)
 
     def _fail(self, key: int, exc: Exception) -> None:
-        fut = self._pending.get(key)
-        if fut is None and key in self._invites:
+        reply = self._pending.get(key)
+        if reply is not None:
+            reply.settle(error=exc)
+            return
+        if key in self._invites:
             fut = self._invites.pop(key).final
-        if fut is not None and not fut.done():
-            fut.set_exception(exc)
+            if not fut.done():
+                fut.set_exception(exc)
 
     def _on_request(self, event: RequestReceived) -> None:
         request, txn, source = event.request, event.transaction, event.source

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from mcmig.node.inline import InlineRun
+from mcmig.node.inline import InlineRun, Reply
 
 
 def test_the_first_step_runs_inside_start_and_the_rest_when_the_future_is_done() -> None:
@@ -74,5 +74,70 @@ def test_a_handler_that_ends_at_once_or_raises_is_done_within_start() -> None:
         with pytest.raises(ValueError):
             second.start()
         assert done == [first, second]
+
+    asyncio.run(main())
+
+
+def test_a_settled_reply_resumes_its_run_inside_settle() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        seen: list[object] = []
+        done: list[InlineRun] = []
+        answer, failure = Reply(loop=loop), Reply(loop=loop)
+
+        async def handler() -> None:
+            seen.append(await answer)
+            try:
+                await failure
+            except LookupError as exc:
+                seen.append(exc)
+
+        run = InlineRun(handler(), loop, done.append)
+        run.start()
+        answer.settle("answered")
+        assert seen == ["answered"]  # no turn of the loop in between
+        error = LookupError("no route")
+        failure.settle(error=error)
+        assert seen == ["answered", error] and done == [run]
+        failure.settle("too late")  # a second outcome is ignored
+        assert failure.exception() is error
+
+    asyncio.run(main())
+
+
+def test_a_reply_awaited_by_a_task_behaves_as_a_plain_future() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        answer = Reply(loop=loop)
+        task = loop.create_task(asyncio.wait_for(answer, 5))
+        await asyncio.sleep(0)
+        answer.settle(42)
+        assert not task.done()  # a Task resumes on its next step, as always
+        assert await task == 42
+
+    asyncio.run(main())
+
+
+def test_cancelling_a_run_that_waits_for_a_reply_raises_there_a_turn_later() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        answer = Reply(loop=loop)
+        seen: list[str] = []
+        done: list[InlineRun] = []
+
+        async def handler() -> None:
+            try:
+                await answer
+            except asyncio.CancelledError:
+                seen.append("cancelled")
+                raise
+
+        run = InlineRun(handler(), loop, done.append)
+        run.start()
+        run.cancel()
+        assert answer.cancelled() and seen == []  # not inside the canceller's call
+        await asyncio.sleep(0)
+        assert seen == ["cancelled"] and done == [run]
+        answer.settle("too late")  # nothing to resume, nothing raised
 
     asyncio.run(main())
