@@ -29,6 +29,20 @@ def rss_mb(pid: int) -> float:
     return _status_mb(pid, "VmRSS")
 
 
+def pss_mb(pid: int) -> float:
+    """Proportional set size: each shared page divided among the processes that map
+    it, so that a sum over a process group (Kamailio's shared memory pool, mapped
+    by every worker) counts it once."""
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return 0.0
+    for line in text.splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def group_pids(pgid: int) -> list[int]:
     """Every process of a process group (Kamailio forks its workers)."""
     pids = []

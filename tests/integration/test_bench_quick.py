@@ -62,6 +62,7 @@ def test_relay_bench_quick(tmp_path: Path) -> None:
     figures = bench("relay", tmp_path)
     for box in ("mcmig", "kamailio"):
         assert figures[box]["transactions"] == 300 and figures[box]["cpu_us_per_transaction"] > 0  # type: ignore[index]
+        assert figures[box]["pss_mb"] > 1  # type: ignore[index]
     busy = figures["mcmig_busy"]  # the gateway in one process, kept busy
     assert busy["transactions"] == 2000 and busy["failed"] == 0  # type: ignore[index]
     assert busy["cpu_us_per_transaction"] > 0  # type: ignore[index]
