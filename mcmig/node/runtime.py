@@ -72,7 +72,7 @@ class NodeStats:
     handler_errors: int = 0
     retransmissions: int = 0  # of our own requests, over UDP (Timer E)
     shed: int = 0  # requests answered 503 because the node was overloaded
-    unreachable: int = 0  # ICMP errors that ended requests to a destination
+    unreachable: int = 0  # ICMP unreachable errors for datagrams we sent
     by_method: dict[str, int] = field(default_factory=dict)
 
 
@@ -439,17 +439,18 @@ class SipNode(InviteUsage, Refusals):
         self._dispatch(self.layer.transport_failed(destination, self._loop.time()))
         self._flush()
 
-    def _on_unreachable(self, destination: TransportAddress) -> None:
-        """An ICMP error for a datagram to ``destination`` (RFC 3261 18.4): requests
-        sent there fail now rather than at Timer F."""
+    def _on_unreachable(self, destination: TransportAddress, quoted: bytes) -> None:
+        """An ICMP error for a datagram to ``destination`` (RFC 3261 18.4): the request
+        it quotes fails now if it has been trying for the grace."""
         if self._loop is None:
             return
         self.stats.unreachable += 1
         if self.stats.unreachable % 1000 == 1:  # a peer that is down answers every datagram
             self.log.warning(
-                "%s unreachable (ICMP): requests to it fail at once (%d so far)",
+                "%s unreachable (ICMP): requests to it fail after %g s (%d errors so far)",
                 destination,
+                self.layer.timers.unreachable_grace,
                 self.stats.unreachable,
             )
-        self._dispatch(self.layer.transport_failed(destination, self._loop.time(), servers=False))
+        self._dispatch(self.layer.unreachable(destination, quoted, self._loop.time()))
         self._flush()

@@ -89,6 +89,7 @@ class NonInviteClientTransaction(TableMachine[ClientState, ClientInput, ClientAc
         super().__init__(ClientState.TRYING, now)
         self.request = request
         self.destination = destination
+        self.started = now
         self.branch = request.top_via.branch or ""
         self.method = request.method
         self.retransmissions = 0

@@ -82,6 +82,7 @@ class InviteClientTransaction(
         self, request: Request, destination: TransportAddress, timers: TimerConfig, now: float
     ) -> None:
         super().__init__(InviteClientState.CALLING, now)
+        self.started = now
         self.request = request
         self.destination = destination
         self.branch = request.top_via.branch or ""

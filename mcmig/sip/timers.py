@@ -33,6 +33,15 @@ class TimerConfig:
         """How long a non-INVITE server transaction absorbs retransmissions."""
         return 0.0 if reliable else 64 * self.t1
 
+    @property
+    def unreachable_grace(self) -> float:
+        """How long a client transaction over UDP keeps retransmitting through ICMP
+        unreachable errors before one ends it: 4*T1, so that a peer restarting
+        within a second or two still gets the request (by default the error
+        that ends it comes with the retransmission at 3.5 s, before any B2BUA's
+        timeout), while one that is down fails well before Timer F."""
+        return 4 * self.t1
+
     def timer_k(self, reliable: bool) -> float:
         """How long a non-INVITE client transaction absorbs response retransmissions."""
         return 0.0 if reliable else self.t4

@@ -18,12 +18,14 @@ from mcmig.sip.client_transaction import (
     Transmit,
     TransportError,
 )
+from mcmig.sip.errors import SipParseError
 from mcmig.sip.invite_client_transaction import InviteClientTransaction
 from mcmig.sip.invite_server_transaction import InviteServerState, InviteServerTransaction
 from mcmig.sip.message import Request, Response
 from mcmig.sip.peer import TransportAddress, response_destination
 from mcmig.sip.server_transaction import NonInviteServerTransaction
 from mcmig.sip.timers import TimerConfig
+from mcmig.sip.via import parse_via
 
 ClientTransaction = NonInviteClientTransaction | InviteClientTransaction
 ServerTransaction = NonInviteServerTransaction | InviteServerTransaction
@@ -56,6 +58,24 @@ class TransactionFailed:
 
 
 Event = RequestReceived | ResponseReceived | TransactionTimedOut | TransactionFailed
+
+
+def quoted_request_key(quoted: bytes) -> tuple[str, str] | None:
+    """The client transaction key (branch, method) of a request whose start an
+    ICMP error quotes; None for a response or a quote cut before the top Via's end."""
+    lines = quoted.split(b"\r\n")
+    method, _, rest = lines[0].partition(b" ")
+    if not rest or method.startswith(b"SIP/"):
+        return None
+    for line in lines[1:-1]:  # the last may be cut short
+        name, colon, value = line.partition(b":")
+        if colon and name.strip(b" \t").lower() in (b"via", b"v"):
+            try:
+                via = parse_via(value.decode("ascii").split(",", 1)[0].strip(" \t"))
+            except (UnicodeDecodeError, SipParseError):
+                return None
+            return None if via.branch is None else (via.branch, method.decode("ascii"))
+    return None
 
 
 def server_transaction_key(request: Request) -> Hashable:
@@ -158,24 +178,35 @@ class TransactionLayer:
             return []
         return self._apply(txn, txn.receive_response(response, now))
 
-    def transport_failed(
-        self, destination: TransportAddress, now: float, servers: bool = True
-    ) -> list[Event]:
-        """A connection or send failed: every transaction using it ends.
-
-        ``servers=False`` ends client transactions only: for an ICMP error, which
-        can come for every datagram to a peer that is down, where a scan of the
-        server transactions (held for Timer J) each time would cost too much and
-        gain nothing, since their requests are answered already or will be.
-        """
+    def transport_failed(self, destination: TransportAddress, now: float) -> list[Event]:
+        """A connection or send failed: every transaction using it ends."""
         events: list[Event] = []
         for ctxn in [t for t in self.client.values() if t.destination == destination]:
             events += self._apply(ctxn, ctxn.transport_failed(now))
-        if not servers:
-            return events
         for stxn in [t for t in self.server.values() if t.destination == destination]:
             events += self._apply(stxn, stxn.transport_failed(now))
         return events
+
+    def unreachable(self, destination: TransportAddress, quoted: bytes, now: float) -> list[Event]:
+        """An ICMP error came back for a datagram to ``destination`` (RFC 3261 18.4).
+
+        The error quotes the start of that datagram; when it is one of our
+        requests, its top Via and method name the client transaction, which
+        ends if it has been trying for the unreachable grace. A younger one
+        keeps retransmitting (a peer restarting may be back for the next
+        datagram), and the error that datagram brings decides again. Errors
+        for responses, and quotes too short to name a transaction, change
+        nothing: the transactions then end by their timers, as without ICMP.
+        """
+        key = quoted_request_key(quoted)
+        txn = None if key is None else self.client.get(key)
+        if (
+            txn is None
+            or txn.destination != destination
+            or txn.started > now - self.timers.unreachable_grace
+        ):
+            return []
+        return self._apply(txn, txn.transport_failed(now))
 
     # -- time ------------------------------------------------------------------
     def next_deadline(self) -> float | None:

@@ -13,6 +13,8 @@ from mcmig.sip.uri import host_reference
 MessageSink = Callable[[bytes, TransportAddress, bool], None]
 # a destination that could not be reached or whose connection broke
 FailureSink = Callable[[TransportAddress], None]
+# an ICMP error for a datagram sent to that destination, and the start of that datagram
+UnreachableSink = Callable[[TransportAddress, bytes], None]
 
 
 @dataclass(frozen=True, slots=True)

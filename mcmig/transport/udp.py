@@ -24,7 +24,7 @@ import sys
 import time
 
 from mcmig.sip.peer import TransportAddress
-from mcmig.transport.base import FailureSink, MessageSink
+from mcmig.transport.base import FailureSink, MessageSink, UnreachableSink
 
 log = logging.getLogger("mcmig.transport")
 
@@ -64,6 +64,23 @@ _FATAL_ICMP = frozenset(
 )
 _ICMP_FRAGMENTATION_NEEDED = 4
 ERRORS_READ = 64  # queued ICMP errors read per readiness event at most
+# An ICMP error quotes the start of the datagram that caused it (Linux: about
+# 520 bytes over IPv4, more over IPv6), which names the transaction by its Via.
+QUOTED_MAX = 2048
+SEND_ATTEMPTS = 3  # a send failed by errors pending from earlier datagrams is tried again
+
+
+def _fatal_error(ancillary: list[tuple[int, int, bytes]]) -> int | None:
+    """The errno of an ICMP error that should end a transaction, else None."""
+    for level, kind, value in ancillary:
+        if (level, kind) not in _RECVERR_CMSGS or len(value) < _EXTENDED_ERR.size:
+            continue
+        code, origin, icmp_type, icmp_code, _, _, _ = _EXTENDED_ERR.unpack_from(value)
+        if (origin, icmp_type) in _FATAL_ICMP and not (
+            origin == _ORIGIN_ICMP and icmp_code == _ICMP_FRAGMENTATION_NEEDED
+        ):
+            return int(code)
+    return None
 
 
 class UdpTransport:
@@ -72,12 +89,12 @@ class UdpTransport:
         sock: socket.socket,
         on_message: MessageSink,
         on_failure: FailureSink,
-        on_unreachable: FailureSink | None = None,
+        on_unreachable: UnreachableSink | None = None,
     ) -> None:
         self._sock = sock
         self._on_message = on_message
         self._on_failure = on_failure
-        # An ICMP error names a destination, not a datagram: the node decides what fails.
+        # The node decides what an ICMP error ends, from what the error quotes.
         self._on_unreachable = on_unreachable
         self._loop = asyncio.get_running_loop()
         self._unsent: collections.deque[tuple[bytes, tuple[str, int], TransportAddress]] = (
@@ -110,7 +127,7 @@ class UdpTransport:
         port: int,
         on_message: MessageSink,
         on_failure: FailureSink,
-        on_unreachable: FailureSink | None = None,
+        on_unreachable: UnreachableSink | None = None,
     ) -> UdpTransport:
         loop = asyncio.get_running_loop()
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
@@ -171,35 +188,57 @@ class UdpTransport:
             if self._closed or (waited is not None and waited < NO_BACKLOG):
                 return
 
-    def _read_errors(self) -> None:
-        """Read the queued ICMP errors; report each unreachable destination once."""
-        unreachable: dict[TransportAddress, str] = {}
+    def _read_errors(self, later: bool = False) -> int:
+        """Read the queued ICMP errors; hand up each fatal one with what it quotes
+        (on the next turn of the loop when ``later``). Returns how many were read."""
+        read = 0
         for _ in range(ERRORS_READ):
             try:
-                _, ancillary, _, addr = self._sock.recvmsg(1, 512, socket.MSG_ERRQUEUE)
+                quoted, ancillary, _, addr = self._sock.recvmsg(
+                    QUOTED_MAX, 512, socket.MSG_ERRQUEUE
+                )
             except (BlockingIOError, InterruptedError):
-                break
+                return read
             except OSError as exc:
                 log.debug("UDP error queue: %s", exc)
-                break
-            for level, kind, value in ancillary:
-                if (level, kind) not in _RECVERR_CMSGS or len(value) < _EXTENDED_ERR.size:
-                    continue
-                code, origin, icmp_type, icmp_code, _, _, _ = _EXTENDED_ERR.unpack_from(value)
-                if (origin, icmp_type) not in _FATAL_ICMP or (
-                    origin == _ORIGIN_ICMP and icmp_code == _ICMP_FRAGMENTATION_NEEDED
+                return read
+            read += 1
+            code = _fatal_error(ancillary)
+            if code is None:
+                continue
+            host = str(addr[0])
+            if host.startswith("::ffff:") and "." in host:
+                host = host[7:]  # an IPv4 peer reached through a dual-stack socket
+            destination = TransportAddress("UDP", host, int(addr[1]))
+            log.debug("UDP: %s unreachable (ICMP, %s)", destination, errno.errorcode.get(code))
+            if self._on_unreachable is None or self._closed:
+                continue
+            if later:
+                self._loop.call_soon(self._on_unreachable, destination, quoted)
+            else:
+                self._on_unreachable(destination, quoted)
+        return read
+
+    def _sendto(self, data: bytes, address: tuple[str, int]) -> None:
+        """sendto, past ICMP errors pending on the socket.
+
+        With IP_RECVERR the kernel fails the next send, to whatever peer, with
+        the pending error of an earlier datagram (and does not send). That
+        error is not this datagram's: read the queue, which reports it where it
+        belongs (a turn later, not inside our caller's send), and send again.
+        """
+        for _ in range(SEND_ATTEMPTS - 1):
+            try:
+                self._sock.sendto(data, address)
+                return
+            except OSError as exc:
+                if (
+                    isinstance(exc, BlockingIOError | InterruptedError)
+                    or not self._errors_queued
+                    or self._read_errors(later=True) == 0
                 ):
-                    continue
-                host = str(addr[0])
-                if host.startswith("::ffff:") and "." in host:
-                    host = host[7:]  # an IPv4 peer reached through a dual-stack socket
-                unreachable[TransportAddress("UDP", host, int(addr[1]))] = errno.errorcode.get(
-                    code, str(code)
-                )
-        for destination, reason in unreachable.items():
-            log.debug("UDP: %s unreachable (ICMP, %s)", destination, reason)
-            if self._on_unreachable is not None and not self._closed:
-                self._on_unreachable(destination)
+                    raise
+        self._sock.sendto(data, address)
 
     def send(self, data: bytes, destination: TransportAddress) -> None:
         if self._closed:
@@ -208,7 +247,7 @@ class UdpTransport:
         address = (destination.host, destination.port)
         if not self._unsent:
             try:
-                self._sock.sendto(data, address)
+                self._sendto(data, address)
                 return
             except (BlockingIOError, InterruptedError):
                 self._loop.add_writer(self._sock.fileno(), self._write_ready)
@@ -227,7 +266,7 @@ class UdpTransport:
         while self._unsent:
             data, address, destination = self._unsent[0]
             try:
-                self._sock.sendto(data, address)
+                self._sendto(data, address)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:

@@ -263,10 +263,12 @@ def test_no_route_to_the_primary_system_is_404_unknown_mc_system(
 
 
 @pytest.mark.parametrize("profile", ["sip_profiles/demo.yaml", "sip_profiles/direct.yaml"])
-def test_primary_server_down_gives_504_at_once(tmp_path: Path, profile: str) -> None:
+def test_primary_server_down_gives_504_before_any_timeout(tmp_path: Path, profile: str) -> None:
     """Nothing listens at the primary server's UDP port: the kernel answers the
-    nearest B2BUA's datagram with ICMP port unreachable, which ends that leg at
-    once (RFC 3261 18.4) instead of at the B2BUA's timeout (4 or 8 s) or Timer F."""
+    nearest B2BUA's datagrams with ICMP port unreachable, which ends that leg
+    once it has tried for the grace (2 s; the retransmission at 3.5 s brings the
+    error that does it), before the B2BUA's own timeout (4 s with gateways,
+    8 s without) and far before the client's Timer F (32 s)."""
     lab = Lab(profile, tmp_path)
     everything_but_primary = {n for n in lab.deployment.node_names() if n != "primary-server"}
     lab.start(only=everything_but_primary)
@@ -276,7 +278,7 @@ def test_primary_server_down_gives_504_at_once(tmp_path: Path, profile: str) -> 
         elapsed = time.monotonic() - started
         assert (outcome.status, outcome.cause) == (504, "timeout")
         assert outcome.text == "the next hop could not be reached"
-        assert elapsed < 2.0, elapsed
+        assert 2.0 <= elapsed < 3.9, elapsed
         assert lab.trace.originator(504) == (
             "primary-gw" if "demo" in profile else "partner-server"
         )

@@ -13,6 +13,8 @@ from mcmig.sip.peer import TransportAddress
 from mcmig.sip.responses import make_response
 from mcmig.sip.server_transaction import NonInviteServerTransaction, ServerState
 from mcmig.sip.timers import TimerConfig
+from mcmig.sip.transaction_layer import quoted_request_key
+from tests.property.strategies import requests
 from tests.support.messages import message_request
 
 ADDRESSES = [TransportAddress("UDP", "127.0.0.1", 5060), TransportAddress("TCP", "127.0.0.1", 5060)]
@@ -100,3 +102,16 @@ def test_server_machine(address: TransportAddress, inputs: list[tuple[str, int, 
         assert txn.state in ServerState
         if txn.last_response is not None and txn.last_response.status >= 200:
             assert txn.state in (ServerState.COMPLETED, ServerState.TERMINATED)
+
+
+@given(requests(), st.integers(0, 1500), st.binary(max_size=64))
+def test_an_icmp_quote_names_the_request_or_nothing(
+    request: Request, cut: int, noise: bytes
+) -> None:
+    """What an ICMP error quotes is a peer-influenced prefix of a datagram: any cut
+    of a request gives its own key or None, and arbitrary bytes never raise."""
+    wire = request.serialize()
+    key = quoted_request_key(wire[:cut])
+    assert key is None or key == (request.top_via.branch, request.method)
+    quoted_request_key(noise)
+    quoted_request_key(wire[:cut] + noise)

@@ -21,8 +21,10 @@ from mcmig.sip.timers import TimerConfig
 from mcmig.sip.transaction_layer import (
     RequestReceived,
     ResponseReceived,
+    TransactionFailed,
     TransactionLayer,
     TransactionTimedOut,
+    quoted_request_key,
 )
 from tests.support.messages import message_request
 from tests.support.network import FakeNetwork, Faults
@@ -152,6 +154,47 @@ def test_layer_matches_responses_by_branch_and_method() -> None:
     assert layer.stray_responses == 1
     ok = make_response(request, 200)
     assert layer.receive_response(ok, 0.2) == [ResponseReceived(ok, txn)]
+
+
+def test_icmp_unreachable_ends_the_quoted_transaction_once_past_the_grace() -> None:
+    """RFC 3261 18.4, with a grace (4*T1 = 2 s) so that a peer restarting in a
+    moment still gets the request: an ICMP error ends the client transaction
+    whose datagram it quotes, once that has been trying that long."""
+    layer = TransactionLayer()
+    first = layer.send_request(_request("z9hG4bKfirst"), UDP, 0.0)
+    second = layer.send_request(_request("z9hG4bKsecond"), UDP, 0.0)
+    served = layer.receive_request(_request("z9hG4bKserved"), UDP, 0.0)
+    assert isinstance(served[0], RequestReceived)
+    quoted = first.request.serialize()[:520]  # what Linux quotes over IPv4
+    assert layer.unreachable(UDP, quoted, 1.5) == []  # trying for 1.5 s only
+    elsewhere = TransportAddress("UDP", "127.0.0.3", 5060)
+    assert layer.unreachable(elsewhere, quoted, 2.0) == []  # not where it was sent
+    assert layer.unreachable(UDP, quoted, 2.0) == [TransactionFailed(first)]
+    assert first.terminated and not second.terminated  # the other one keeps trying
+    response = make_response(served[0].request, 200).serialize()
+    assert layer.unreachable(UDP, response, 3.0) == []  # an answer we sent: nothing ends
+    assert layer.server
+
+
+@pytest.mark.parametrize(
+    ("quoted", "key"),
+    [
+        (message_request(branch="z9hG4bKq1"), ("z9hG4bKq1", "MESSAGE")),
+        # compact form, several values in the line: the top one counts
+        (
+            b"OPTIONS sip:a@b SIP/2.0\r\nv: SIP/2.0/UDP h;branch=z9hG4bKq2, SIP/2.0/UDP g\r\n",
+            ("z9hG4bKq2", "OPTIONS"),
+        ),
+        # cut inside the Via line: the branch might be cut too
+        (b"MESSAGE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4b", None),
+        (b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKq3\r\n", None),
+        (b"MESSAGE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h\r\n", None),  # no branch
+        (b"MESSAGE sip:a@b SIP/2.0\r\nVia: \xff\r\n", None),
+        (b"", None),
+    ],
+)
+def test_quoted_request_key(quoted: bytes, key: tuple[str, str] | None) -> None:
+    assert quoted_request_key(quoted) == key
 
 
 def test_layer_server_matching_uses_sent_by_too() -> None:
