@@ -32,7 +32,8 @@ ServerTransaction = NonInviteServerTransaction | InviteServerTransaction
 Transaction = ClientTransaction | ServerTransaction
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, for speed, like the transactions' actions (client_transaction.py).
+@dataclass(slots=True)
 class RequestReceived:
     """A new request. ``transaction`` is None for an ACK of a 2xx (it has none)."""
 
@@ -41,18 +42,18 @@ class RequestReceived:
     transaction: ServerTransaction | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ResponseReceived:
     response: Response
     transaction: ClientTransaction
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TransactionTimedOut:
     transaction: ClientTransaction
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TransactionFailed:
     transaction: Transaction
 
