@@ -100,8 +100,13 @@ class Message:
             raise SipParseError(f"missing {name} header", partial=self)
         return value
 
+    # The typed views below look in the cache before anything else: they are read
+    # many times per message, and a parsed message has them all cached already.
     @property
     def vias(self) -> list[Via]:
+        cached = self._typed.get("Via")
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
         return self._cached("Via", lambda: [parse_via(v) for v in self.values("Via")])
 
     @property
@@ -143,10 +148,16 @@ class Message:
 
     @property
     def from_(self) -> NameAddress:
+        cached = self._typed.get("From")
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
         return self._cached("From", lambda: parse_name_address(self._single("From"), "From"))
 
     @property
     def to(self) -> NameAddress:
+        cached = self._typed.get("To")
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
         return self._cached("To", lambda: parse_name_address(self._single("To"), "To"))
 
     @property
@@ -161,6 +172,9 @@ class Message:
 
     @property
     def cseq(self) -> CSeq:
+        cached = self._typed.get("CSeq")
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
         return self._cached("CSeq", lambda: parse_cseq(self._single("CSeq")))
 
     @property
