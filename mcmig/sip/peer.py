@@ -58,6 +58,8 @@ def response_destination(via: Via, source: TransportAddress) -> TransportAddress
     port = (
         via.rport if via.rport is not None else (via.port or DEFAULT_PORTS.get(via.transport, 5060))
     )
+    if port == source.port and host == source.host:
+        return source  # the usual case once rport is stamped: no new address object
     return TransportAddress(source.transport, _bare(host), port)
 
 

@@ -34,4 +34,7 @@ def make_request(
     if content_type is not None:
         fields.append(("Content-Type", content_type))
     fields.extend(headers)
-    return Request(method, uri, fields, body)
+    request = Request(method, uri, fields, body)
+    # The typed view of the first Max-Forwards, known here: the node reads it on send.
+    request._typed["Max-Forwards"] = max_forwards
+    return request
