@@ -86,11 +86,14 @@ class Message:
         self.headers = [(n, v) for n, v in self.headers if n != name]
 
     # -- typed views ---------------------------------------------------------
-    def _cached(self, name: str, compute: Callable[[], T]) -> T:
+    # Read many times per message (a parsed one has them all cached already), so a
+    # hit is one dict lookup, and the parsers below are plain functions: a closure
+    # made on every read cost more than the lookup.
+    def _cached(self, name: str, compute: Callable[[Message], T]) -> T:
         try:
             return self._typed[name]  # type: ignore[no-any-return]
         except KeyError:
-            value = compute()
+            value = compute(self)
             self._typed[name] = value
             return value
 
@@ -100,14 +103,9 @@ class Message:
             raise SipParseError(f"missing {name} header", partial=self)
         return value
 
-    # The typed views below look in the cache before anything else: they are read
-    # many times per message, and a parsed message has them all cached already.
     @property
     def vias(self) -> list[Via]:
-        cached = self._typed.get("Via")
-        if cached is not None:
-            return cached  # type: ignore[no-any-return]
-        return self._cached("Via", lambda: [parse_via(v) for v in self.values("Via")])
+        return self._cached("Via", _parse_vias)
 
     @property
     def top_via(self) -> Via:
@@ -148,76 +146,36 @@ class Message:
 
     @property
     def from_(self) -> NameAddress:
-        cached = self._typed.get("From")
-        if cached is not None:
-            return cached  # type: ignore[no-any-return]
-        return self._cached("From", lambda: parse_name_address(self._single("From"), "From"))
+        return self._cached("From", _parse_from)
 
     @property
     def to(self) -> NameAddress:
-        cached = self._typed.get("To")
-        if cached is not None:
-            return cached  # type: ignore[no-any-return]
-        return self._cached("To", lambda: parse_name_address(self._single("To"), "To"))
+        return self._cached("To", _parse_to)
 
     @property
     def call_id(self) -> str:
-        def compute() -> str:
-            value = self._single("Call-ID")
-            if CALL_ID_RE.match(value) is None:
-                raise SipParseError("malformed Call-ID", partial=self)
-            return value
-
-        return self._cached("Call-ID", compute)
+        return self._cached("Call-ID", _parse_call_id)
 
     @property
     def cseq(self) -> CSeq:
-        cached = self._typed.get("CSeq")
-        if cached is not None:
-            return cached  # type: ignore[no-any-return]
-        return self._cached("CSeq", lambda: parse_cseq(self._single("CSeq")))
+        return self._cached("CSeq", _parse_cseq)
 
     @property
     def max_forwards(self) -> int | None:
-        def compute() -> int | None:
-            value = self.get("Max-Forwards")
-            return None if value is None else parse_bounded_int(value, "Max-Forwards", 255)
-
-        return self._cached("Max-Forwards", compute)
+        return self._cached("Max-Forwards", _parse_max_forwards)
 
     @property
     def contacts(self) -> list[NameAddress]:
         """Contact values; ``Contact: *`` (REGISTER only) gives an empty list."""
-
-        def compute() -> list[NameAddress]:
-            out: list[NameAddress] = []
-            for line in self.get_all("Contact"):
-                if line.strip() == "*":
-                    continue
-                out.extend(parse_name_address_list(line, "Contact"))
-            return out
-
-        return self._cached("Contact", compute)
+        return self._cached("Contact", _parse_contacts)
 
     @property
     def routes(self) -> list[NameAddress]:
-        return self._cached(
-            "Route",
-            lambda: [
-                a for v in self.get_all("Route") for a in parse_name_address_list(v, "Route", True)
-            ],
-        )
+        return self._cached("Route", _parse_routes)
 
     @property
     def record_routes(self) -> list[NameAddress]:
-        return self._cached(
-            "Record-Route",
-            lambda: [
-                a
-                for v in self.get_all("Record-Route")
-                for a in parse_name_address_list(v, "Record-Route", True)
-            ],
-        )
+        return self._cached("Record-Route", _parse_record_routes)
 
     @property
     def content_type(self) -> str | None:
@@ -251,6 +209,56 @@ class Message:
         )
 
     __hash__ = None  # type: ignore[assignment]
+
+
+# The typed views' parsers, run once per message and view (Message._cached).
+def _parse_vias(message: Message) -> list[Via]:
+    return [parse_via(v) for v in message.values("Via")]
+
+
+def _parse_from(message: Message) -> NameAddress:
+    return parse_name_address(message._single("From"), "From")
+
+
+def _parse_to(message: Message) -> NameAddress:
+    return parse_name_address(message._single("To"), "To")
+
+
+def _parse_call_id(message: Message) -> str:
+    value = message._single("Call-ID")
+    if CALL_ID_RE.match(value) is None:
+        raise SipParseError("malformed Call-ID", partial=message)
+    return value
+
+
+def _parse_cseq(message: Message) -> CSeq:
+    return parse_cseq(message._single("CSeq"))
+
+
+def _parse_max_forwards(message: Message) -> int | None:
+    value = message.get("Max-Forwards")
+    return None if value is None else parse_bounded_int(value, "Max-Forwards", 255)
+
+
+def _parse_contacts(message: Message) -> list[NameAddress]:
+    out: list[NameAddress] = []
+    for line in message.get_all("Contact"):
+        if line.strip() == "*":
+            continue
+        out.extend(parse_name_address_list(line, "Contact"))
+    return out
+
+
+def _parse_routes(message: Message) -> list[NameAddress]:
+    return [a for v in message.get_all("Route") for a in parse_name_address_list(v, "Route", True)]
+
+
+def _parse_record_routes(message: Message) -> list[NameAddress]:
+    return [
+        a
+        for v in message.get_all("Record-Route")
+        for a in parse_name_address_list(v, "Record-Route", True)
+    ]
 
 
 class Request(Message):
