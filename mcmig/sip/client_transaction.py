@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mcmig.sip.errors import LocalProtocolError
 from mcmig.sip.machine import MachineEnum, TableMachine
 from mcmig.sip.message import Request, Response
 from mcmig.sip.peer import TransportAddress
@@ -90,7 +91,7 @@ class NonInviteClientTransaction(TableMachine[ClientState, ClientInput, ClientAc
         timeout: float | None = None,
     ) -> None:
         super().__init__(ClientState.TRYING, now)
-        self.request = request
+        self._request: Request | None = request
         self.destination = destination
         self.started = now
         self.branch = request.top_via.branch or ""
@@ -115,6 +116,14 @@ class NonInviteClientTransaction(TableMachine[ClientState, ClientInput, ClientAc
     def key(self) -> tuple[str, str]:
         return (self.branch, self.method)
 
+    @property
+    def request(self) -> Request:
+        """The request, until the final response: Completed only absorbs
+        retransmitted responses (Timer K), for which the key is enough."""
+        if self._request is None:
+            raise LocalProtocolError("the request was released when the transaction completed")
+        return self._request
+
     # -- inputs ----------------------------------------------------------------
     def receive_response(self, response: Response, now: float) -> list[ClientAction]:
         self._response = response
@@ -133,6 +142,7 @@ class NonInviteClientTransaction(TableMachine[ClientState, ClientInput, ClientAc
         self._deadlines.pop(ClientInput.TIMER_E, None)
         self._deadlines.pop(ClientInput.TIMER_F, None)
         self._deadlines[ClientInput.TIMER_K] = self._now + self._timers.timer_k(self._reliable)
+        self._request = self._response = None
 
     def _retransmit(self) -> None:
         self.retransmissions += 1

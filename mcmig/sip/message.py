@@ -97,6 +97,14 @@ class Message:
             self._typed[name] = value
             return value
 
+    def drop_views(self) -> None:
+        """Forget the typed views; any read later parses its header again.
+
+        For a message kept only to be sent again: the views are most of the
+        objects it holds, and every one held a while is walked by the cyclic
+        garbage collector each time it runs."""
+        self._typed.clear()
+
     def _single(self, name: str) -> str:
         value = self.get(name)
         if value is None:

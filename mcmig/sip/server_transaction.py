@@ -141,6 +141,8 @@ class NonInviteServerTransaction(TableMachine[ServerState, ServerInput, ServerAc
     def _complete(self) -> None:
         self._deadlines[ServerInput.TIMER_J] = self._now + self._timers.timer_j(self._reliable)
         self._request = self._pending = None
+        if self._last is not None:
+            self._last.drop_views()  # it is only serialized again, for a retransmission
 
     def _transport_error(self) -> None:
         self._actions.append(TransportError())

@@ -79,6 +79,10 @@ def test_client_final_response_then_timer_k_absorbs_retransmissions() -> None:
     assert txn.receive_response(ok, 0.3) == [DeliverResponse(ok)]
     assert txn.state is ClientState.COMPLETED
     assert txn.receive_response(ok, 0.4) == []  # retransmitted final absorbed
+    # Completed needs only the key: the request and response are let go.
+    with pytest.raises(LocalProtocolError):
+        _ = txn.request
+    assert txn.key == ("z9hG4bKabc", "MESSAGE")
     assert txn.next_deadline() == pytest.approx(5.3)  # Timer K = T4
     txn.handle_timer(5.3)
     assert txn.state is ClientState.TERMINATED
@@ -106,12 +110,17 @@ def test_server_absorbs_retransmissions_and_resends_last_response() -> None:
     txn = NonInviteServerTransaction(request, UDP, UDP, T, now=0.0)
     assert txn.receive_retransmission(0.5) == []  # Trying: nothing to resend yet
     ok = make_response(request, 200)
+    assert ok.to.tag and ok.top_via  # parsed views, as a TU's reads leave them
     assert txn.respond(ok, 0.6) == [Transmit(ok, UDP)]
     assert txn.state is ServerState.COMPLETED
     # Completed keeps only what absorbing retransmissions needs, not the request.
     with pytest.raises(LocalProtocolError):
         _ = txn.request
+    sent = ok.serialize()
+    assert not ok._typed  # its parsed views are dropped: it is only sent again
     assert txn.receive_retransmission(1.0) == [Transmit(ok, UDP)]
+    assert ok.serialize() == sent
+    assert ok.top_via == request.top_via  # and parsed again if read
     assert txn.next_deadline() == pytest.approx(0.6 + 32)  # Timer J = 64*T1
     txn.handle_timer(32.6)
     assert txn.terminated
