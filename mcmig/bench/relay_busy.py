@@ -63,8 +63,8 @@ async def _run(count: int) -> dict[str, Any]:
         running = await start_deployment(
             deployment, Path(state), only={"relay-gw"}, network=network
         )
+        pacer = tune_garbage_collector()
         try:
-            tune_garbage_collector()
             body = "status report: all units in position"
             messages = [
                 _MESSAGE.format(n=n, length=len(body), body=body).encode() for n in range(count)
@@ -107,6 +107,7 @@ async def _run(count: int) -> dict[str, Any]:
             await asyncio.wait_for(finished, timeout=max(60.0, count / 100))
             cpu = time.process_time() - started
         finally:
+            pacer.stop()
             await running.stop()
     return {
         "transactions": count,

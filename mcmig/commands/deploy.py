@@ -11,6 +11,7 @@ from mcmig.capture.writer import PcapRecorder
 from mcmig.commands.common import load, state_dir_of, until_signalled
 from mcmig.deployment import RunningDeployment, start_deployment
 from mcmig.errors import UsageError
+from mcmig.node.gc_pacer import GarbageCollectorPacer
 from mcmig.node.service import (
     EVENT_LOOPS,
     MAX_QUEUE_DELAY,
@@ -87,6 +88,7 @@ def run_up(args: argparse.Namespace) -> int:
     async def main() -> None:
         running: list[RunningDeployment] = []
         recorders: list[PcapRecorder] = []
+        pacers: list[GarbageCollectorPacer] = []
 
         async def started() -> None:
             only = set(args.only.split(",")) if args.only else None
@@ -98,7 +100,7 @@ def run_up(args: argparse.Namespace) -> int:
                 recorder = PcapRecorder(Path(args.pcap) / f"{deployment.name}.pcap")
                 recorders.append(recorder)
                 record_nodes(running[0].nodes, recorder)
-            tune_garbage_collector()
+            pacers.append(tune_garbage_collector())
             shed_late_requests(running[0].nodes, args.max_queue_delay / 1000)
             nodes = ", ".join(f"{n.name} {n.address}" for n in running[0].nodes)
             print(
@@ -110,6 +112,8 @@ def run_up(args: argparse.Namespace) -> int:
         try:
             await until_signalled(started)
         finally:
+            for pacer in pacers:
+                pacer.stop()
             if running:
                 await running[0].stop()
             for recorder in recorders:
