@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import random
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from mcmig.errors import UsageError
-from mcmig.node.gc_pacer import GarbageCollectorPacer
+from mcmig.node.gc_pacer import FULL_EVERY, GarbageCollectorPacer
 
 if TYPE_CHECKING:
     from mcmig.node.runtime import SipNode
@@ -28,13 +29,13 @@ def tune_garbage_collector() -> GarbageCollectorPacer:
     default thresholds in frequent full collections (about 110 us of CPU per
     relayed transaction in the gateway, 15% of the whole). The pacer collects
     the young generation every tick, generation 1 every second and all of it
-    every minute; the count threshold is set high, as a safety net for a
+    every ten minutes; the count threshold is set high, as a safety net for a
     burst. What startup built (modules, profiles, keys) is frozen and never
     walked again.
     """
     gc.freeze()
     gc.set_threshold(YOUNG_THRESHOLD, 20, 20)
-    pacer = GarbageCollectorPacer(asyncio.get_running_loop())
+    pacer = GarbageCollectorPacer(asyncio.get_running_loop(), phase=random.randrange(FULL_EVERY))
     pacer.start()
     return pacer
 

@@ -34,11 +34,19 @@ def test_schedule_young_every_tick_middle_every_tenth_full_every_six_hundredth(
     loop: asyncio.AbstractEventLoop,
 ) -> None:
     collected: list[int] = []
-    pacer = GarbageCollectorPacer(loop, collect=collected.append)
+    pacer = GarbageCollectorPacer(loop, collect=collected.append, full_every=600)
     for _ in range(1200):
         pacer.tick()
     assert Counter(collected) == {0: 1080, 1: 118, 2: 2}
     assert collected[9] == 1 and collected[599] == 2 and collected[609] == 1
+
+
+def test_a_phase_moves_the_full_collection(loop: asyncio.AbstractEventLoop) -> None:
+    collected: list[int] = []
+    pacer = GarbageCollectorPacer(loop, collect=collected.append, full_every=600, phase=595)
+    for _ in range(600):
+        pacer.tick()
+    assert collected.index(2) == 4 and collected.count(2) == 1
 
 
 def test_bad_pacing_is_refused(loop: asyncio.AbstractEventLoop) -> None:
