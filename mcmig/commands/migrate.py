@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 
 from mcmig.commands.common import EXIT_OK, EXIT_SIP_FAILURE, load
 from mcmig.errors import UsageError
@@ -72,6 +73,10 @@ def run_migrate(args: argparse.Namespace) -> int:
 
     async def main() -> MigrationOutcome:
         node = SipNode("client", host, port)
+        if not args.verbose:
+            # The outcome line says what went wrong (an unreachable partner, a
+            # timeout); the node's own warnings would say it a second time.
+            node.log.setLevel(logging.ERROR)
         await node.start()
         try:
             return await migrate_once(deployment, args.user, args.partner, token, node)

@@ -24,6 +24,17 @@ def test_help_lists_the_commands() -> None:
         assert command in out
 
 
+def test_migrate_to_a_stopped_partner_says_so_once() -> None:
+    args = ("--profile", "sip_profiles/demo.yaml", "--user", "sip:alice@primary.example")
+    args += ("--partner", "partner.example", "--listen", "127.0.2.100:0")
+    down = mcmig("migrate", *args)
+    assert down.returncode == 1
+    assert down.stdout.startswith("503") and "unreachable" in down.stdout
+    assert "ICMP" not in down.stderr  # the node's warning would repeat the outcome
+    verbose = mcmig("-v", "migrate", *args)
+    assert verbose.returncode == 1 and "unreachable (ICMP)" in verbose.stderr
+
+
 def test_up_migrate_registry(tmp_path: Path) -> None:
     state = tmp_path / "state"
     up = Mcmig("up", "sip_profiles/demo.yaml", "--state-dir", str(state))
