@@ -410,6 +410,9 @@ class SipNode(InviteUsage, Refusals):
         earlier is kept, and finds what is due when it fires.
         """
         assert self._loop is not None
+        earliest = self.layer.take_earliest_scheduled()
+        if self._timer_at is not None and earliest >= self._timer_at:
+            return  # nothing new comes before the armed timer: the usual case under load
         deadline = self.layer.next_deadline()
         if deadline is None:
             return

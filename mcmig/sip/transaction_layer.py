@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
@@ -105,6 +106,7 @@ class TransactionLayer:
         self.stray_responses = 0
         self._outgoing: list[Transmit] = []
         self._heap: list[tuple[float, int, Transaction]] = []
+        self._earliest_pushed = math.inf
         self._scheduled: dict[int, float] = {}
         self._seq = itertools.count()
 
@@ -219,6 +221,14 @@ class TransactionLayer:
             heapq.heappop(heap)
         return None
 
+    def take_earliest_scheduled(self) -> float:
+        """The earliest deadline scheduled since the last call (inf if none).
+
+        A timer already armed no later than this finds everything due when it
+        fires, so the caller need not look at the heap again."""
+        earliest, self._earliest_pushed = self._earliest_pushed, math.inf
+        return earliest
+
     def handle_timer(self, now: float) -> list[Event]:
         events: list[Event] = []
         heap = self._heap
@@ -271,6 +281,8 @@ class TransactionLayer:
         if self._scheduled.get(id(txn)) != deadline:
             self._scheduled[id(txn)] = deadline
             heapq.heappush(self._heap, (deadline, next(self._seq), txn))
+            if deadline < self._earliest_pushed:
+                self._earliest_pushed = deadline
 
     def _forget(self, txn: Transaction) -> None:
         self._scheduled.pop(id(txn), None)

@@ -330,6 +330,32 @@ def test_client_timeout_when_nobody_answers() -> None:
     asyncio.run(main())
 
 
+def test_a_new_earlier_deadline_rearms_the_timer_set_for_a_later_one() -> None:
+    """The node keeps its loop timer when nothing new comes before it; a request
+    sent while only Timer J (32 s) is armed must still be retransmitted at T1."""
+
+    async def main() -> None:
+        node = await _responder()
+        peer, silent = UdpPeer(HOST), UdpPeer("127.0.5.3")
+        try:
+            await peer.send(_with_rport_to(message_request(), HOST, peer.port), HOST, node.port)
+            assert (await peer.receive()).status == 200  # type: ignore[union-attr]
+            assert node._timer_at is not None
+            assert node._timer_at > asyncio.get_running_loop().time() + 30
+            dest = TransportAddress("UDP", "127.0.5.3", silent.port)
+            pending = asyncio.ensure_future(node.send_request(_options_to(dest), dest))
+            first = await silent.receive()
+            again = await silent.receive(timeout=1.5)  # Timer E: T1 = 0.5 s
+            assert again.serialize() == first.serialize()
+            pending.cancel()
+        finally:
+            peer.close()
+            silent.close()
+            await node.stop()
+
+    asyncio.run(main())
+
+
 def _closed_udp_port(host: str) -> int:
     """A port on ``host`` where nothing listens (bound once, then released)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET

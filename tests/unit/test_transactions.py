@@ -165,6 +165,17 @@ def test_layer_matches_responses_by_branch_and_method() -> None:
     assert layer.receive_response(ok, 0.2) == [ResponseReceived(ok, txn)]
 
 
+def test_layer_reports_the_earliest_deadline_scheduled_since_last_asked() -> None:
+    layer = TransactionLayer()
+    assert layer.take_earliest_scheduled() == float("inf")
+    request = _request()
+    layer.send_request(request, UDP, 0.0)  # Timer E at T1, Timer F at 64*T1
+    assert layer.take_earliest_scheduled() == pytest.approx(0.5)
+    assert layer.take_earliest_scheduled() == float("inf")  # nothing new since
+    layer.receive_response(make_response(request, 200), 0.2)  # Timer K = T4
+    assert layer.take_earliest_scheduled() == pytest.approx(5.2)
+
+
 def test_icmp_unreachable_ends_the_quoted_transaction_once_past_the_grace() -> None:
     """RFC 3261 18.4, with a grace (4*T1 = 2 s) so that a peer restarting in a
     moment still gets the request: an ICMP error ends the client transaction
