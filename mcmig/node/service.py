@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from mcmig.errors import UsageError
-from mcmig.node.gc_pacer import FULL_EVERY, GarbageCollectorPacer
+from mcmig.node.gc_pacer import CHECK_EVERY, GarbageCollectorPacer
 
 if TYPE_CHECKING:
     from mcmig.node.runtime import SipNode
@@ -28,14 +28,14 @@ def tune_garbage_collector() -> GarbageCollectorPacer:
     them in large, late batches (long pauses, see gc_pacer), and with its
     default thresholds in frequent full collections (about 110 us of CPU per
     relayed transaction in the gateway, 15% of the whole). The pacer collects
-    the young generation every tick, generation 1 every second and all of it
-    every ten minutes; the count threshold is set high, as a safety net for a
-    burst. What startup built (modules, profiles, keys) is frozen and never
-    walked again.
+    the two young generations every tick and the old one only when it has
+    grown; the count threshold is set high, as a safety net for a burst.
+    What startup built (modules, profiles, keys) is frozen and never walked
+    again.
     """
     gc.freeze()
     gc.set_threshold(YOUNG_THRESHOLD, 20, 20)
-    pacer = GarbageCollectorPacer(asyncio.get_running_loop(), phase=random.randrange(FULL_EVERY))
+    pacer = GarbageCollectorPacer(asyncio.get_running_loop(), phase=random.randrange(CHECK_EVERY))
     pacer.start()
     return pacer
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from mcmig.node.gc_pacer import GarbageCollectorPacer
+from mcmig.node.gc_pacer import OLD_FLOOR, GarbageCollectorPacer
 
 
 @pytest.fixture
@@ -30,30 +30,67 @@ def count_driven_only() -> Iterator[None]:
         gc.set_threshold(*thresholds)
 
 
-def test_schedule_young_every_tick_middle_every_tenth_full_every_six_hundredth(
+class OldGeneration:
+    """A stand-in for the old generation's size, which a full collection shrinks."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.collected: list[int] = []
+
+    def collect(self, generation: int) -> None:
+        self.collected.append(generation)
+        if generation == 2:
+            self.size //= 2
+
+
+def test_young_generations_every_tick_old_only_once_it_grew_by_a_quarter(
     loop: asyncio.AbstractEventLoop,
 ) -> None:
-    collected: list[int] = []
-    pacer = GarbageCollectorPacer(loop, collect=collected.append, full_every=600)
-    for _ in range(1200):
+    old = OldGeneration(40_000)
+    pacer = GarbageCollectorPacer(
+        loop, check_every=10, collect=old.collect, old_size=lambda: old.size
+    )
+    for _ in range(30):
         pacer.tick()
-    assert Counter(collected) == {0: 1080, 1: 118, 2: 2}
-    assert collected[9] == 1 and collected[599] == 2 and collected[609] == 1
+    assert Counter(old.collected) == {1: 30}  # steady: no full collection
+    old.size = 50_000  # exactly a quarter more: not yet
+    for _ in range(10):
+        pacer.tick()
+    assert 2 not in old.collected
+    old.size = 50_001
+    generations = [pacer.tick() for _ in range(10)]
+    assert generations == [1] * 9 + [2]  # at the next look, every 10th tick
+    assert old.size == 25_000  # and the new baseline is what the collection left
+    for _ in range(20):
+        pacer.tick()
+    assert old.collected.count(2) == 1
 
 
-def test_a_phase_moves_the_full_collection(loop: asyncio.AbstractEventLoop) -> None:
-    collected: list[int] = []
-    pacer = GarbageCollectorPacer(loop, collect=collected.append, full_every=600, phase=595)
-    for _ in range(600):
-        pacer.tick()
-    assert collected.index(2) == 4 and collected.count(2) == 1
+def test_small_old_generations_are_never_collected_for_growth(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    old = OldGeneration(10)
+    pacer = GarbageCollectorPacer(
+        loop, check_every=1, collect=old.collect, old_size=lambda: old.size
+    )
+    old.size = OLD_FLOOR  # a thousandfold growth, still under the floor
+    assert {pacer.tick() for _ in range(5)} == {1}
+
+
+def test_a_phase_moves_the_look_at_the_old_generation(loop: asyncio.AbstractEventLoop) -> None:
+    old = OldGeneration(1)
+    pacer = GarbageCollectorPacer(
+        loop, check_every=100, collect=old.collect, old_size=lambda: old.size, phase=95
+    )
+    old.size = 100_000
+    assert [pacer.tick() for _ in range(5)] == [1, 1, 1, 1, 2]
 
 
 def test_bad_pacing_is_refused(loop: asyncio.AbstractEventLoop) -> None:
     with pytest.raises(ValueError):
         GarbageCollectorPacer(loop, tick=0)
     with pytest.raises(ValueError):
-        GarbageCollectorPacer(loop, middle_every=10, full_every=5)
+        GarbageCollectorPacer(loop, check_every=0)
 
 
 def test_runs_on_the_loop_until_stopped() -> None:
@@ -74,19 +111,32 @@ def test_runs_on_the_loop_until_stopped() -> None:
     asyncio.run(run())
 
 
-def _young_after_churn(pacer: GarbageCollectorPacer | None) -> int:
+def _churn(pacer: GarbageCollectorPacer | None) -> tuple[int, int]:
     """Steady churn like a node's under load: every new long-lived object
-    replaces an old one, so allocations minus deallocations stay near zero."""
+    replaces an old one, so allocations minus deallocations stay near zero.
+    Returns the young generation's size at the end, and how many objects
+    the collections walked on the way."""
+    walked = 0
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        nonlocal walked
+        if phase == "start":
+            walked += sum(len(gc.get_objects(g)) for g in range(info["generation"] + 1))
+
     gc.collect()
     kept: deque[list[int]] = deque([[i] for i in range(20_000)])
     gc.collect()  # the initial population is old now
-    for step in range(30):
-        for i in range(1_000):
-            kept.append([step, i])
-            kept.popleft()
-        if pacer is not None:
-            pacer.tick()
-    return len(gc.get_objects(0))
+    gc.callbacks.append(count)
+    try:
+        for step in range(30):
+            for i in range(1_000):
+                kept.append([step, i])
+                kept.popleft()
+            if pacer is not None:
+                pacer.tick()
+    finally:
+        gc.callbacks.remove(count)
+    return len(gc.get_objects(0)), walked
 
 
 @pytest.mark.usefixtures("count_driven_only")
@@ -95,6 +145,10 @@ def test_ticks_keep_the_young_generation_to_one_ticks_worth(
 ) -> None:
     # Count-driven, the 20,000 survivors all pile up young: the next
     # collection would walk them at once (60-100 ms pauses in a busy node).
-    assert _young_after_churn(None) >= 20_000
-    pacer = GarbageCollectorPacer(loop, full_every=1_000)
-    assert _young_after_churn(pacer) < 2_000
+    assert _churn(None)[0] >= 20_000
+    pacer = GarbageCollectorPacer(loop, check_every=1_000)
+    young, walked = _churn(pacer)
+    assert young < 2_000
+    # Each survivor is walked once on its way to the old generation, not
+    # once young and again in generation 1.
+    assert walked < 40_000
