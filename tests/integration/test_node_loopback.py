@@ -309,19 +309,8 @@ def test_client_timeout_when_nobody_answers() -> None:
         silent = UdpPeer("127.0.5.3")
         try:
             dest = TransportAddress("UDP", "127.0.5.3", silent.port)
-            uri = parse_uri("sip:x@127.0.5.3")
-            request = Request(
-                "OPTIONS",
-                uri,
-                [
-                    ("From", "<sip:c@x>;tag=1"),
-                    ("To", "<sip:x@127.0.5.3>"),
-                    ("Call-ID", "t"),
-                    ("CSeq", "1 OPTIONS"),
-                ],
-            )  # type: ignore[arg-type]
             with pytest.raises(SipTimeoutError):
-                await client.send_request(request, dest)
+                await client.send_request(_options_to(dest), dest)
             assert client.layer.active == 0
         finally:
             silent.close()

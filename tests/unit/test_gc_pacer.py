@@ -42,14 +42,23 @@ class OldGeneration:
         if generation == 2:
             self.size //= 2
 
+    def pacer(
+        self, loop: asyncio.AbstractEventLoop, check_every: int, phase: int = 0
+    ) -> GarbageCollectorPacer:
+        return GarbageCollectorPacer(
+            loop,
+            check_every=check_every,
+            collect=self.collect,
+            old_size=lambda: self.size,
+            phase=phase,
+        )
+
 
 def test_young_generations_every_tick_old_only_once_it_grew_by_a_quarter(
     loop: asyncio.AbstractEventLoop,
 ) -> None:
     old = OldGeneration(40_000)
-    pacer = GarbageCollectorPacer(
-        loop, check_every=10, collect=old.collect, old_size=lambda: old.size
-    )
+    pacer = old.pacer(loop, check_every=10)
     for _ in range(30):
         pacer.tick()
     assert Counter(old.collected) == {1: 30}  # steady: no full collection
@@ -70,18 +79,14 @@ def test_small_old_generations_are_never_collected_for_growth(
     loop: asyncio.AbstractEventLoop,
 ) -> None:
     old = OldGeneration(10)
-    pacer = GarbageCollectorPacer(
-        loop, check_every=1, collect=old.collect, old_size=lambda: old.size
-    )
+    pacer = old.pacer(loop, check_every=1)
     old.size = OLD_FLOOR  # a thousandfold growth, still under the floor
     assert {pacer.tick() for _ in range(5)} == {1}
 
 
 def test_a_phase_moves_the_look_at_the_old_generation(loop: asyncio.AbstractEventLoop) -> None:
     old = OldGeneration(1)
-    pacer = GarbageCollectorPacer(
-        loop, check_every=100, collect=old.collect, old_size=lambda: old.size, phase=95
-    )
+    pacer = old.pacer(loop, check_every=100, phase=95)
     old.size = 100_000
     assert [pacer.tick() for _ in range(5)] == [1, 1, 1, 1, 2]
 
