@@ -25,6 +25,7 @@ from mcmig.mc.registry import (
     SqliteMigrationStore,
     SqliteVisitorStore,
     VisitorBinding,
+    VisitorRegister,
     new_record,
 )
 from mcmig.mc.tokens import TokenError, TokenVerifier
@@ -56,7 +57,9 @@ class McServer:
         self.profile = profile
         self.store = store
         self.verifier = verifier
-        self.visitors = visitors
+        # bindings and releases are written in order by one writer thread,
+        # batched like the primary's records (and durable before the 200)
+        self.visitors = VisitorRegister(visitors)
         self.locator = UserLocator(system, store, visitors)
         # Commits run in writer threads: an fsync in the event loop held up
         # every message while it lasted (py-spy: 66% of the primary's samples).
@@ -65,8 +68,6 @@ class McServer:
             if isinstance(store, SqliteMigrationStore)
             else None
         )
-        # Bound before the 200 like the primary's records, and batched the same way.
-        self.bindings = GroupCommit(visitors.bind_many, in_thread=True)
         self.psi = parse_sip_uri(system.migration_psi)
         self._tasks: set[asyncio.Task[None]] = set()
         # Tests set this to a Counter to see that each migration request (by Call-ID)
@@ -80,9 +81,8 @@ class McServer:
         """Let the commits in flight finish, then close the registry files."""
         if self.commits is not None:
             self.commits.close()
-        self.bindings.close()
-        self.store.close()
         self.visitors.close()
+        self.store.close()
 
     @property
     def agent(self) -> str:
@@ -128,7 +128,7 @@ class McServer:
                     return self.fail(request, Cause.PEER_NOT_AUTHORIZED, spoofed)
                 return self.primary_release(request, body)
             if request.uri.host.lower() == self.system.domain:
-                return self.partner_release(request, body)
+                return await self.partner_release(request, body)
         return self.fail(request, Cause.BAD_REQUEST, "not a migration request this server takes")
 
     def _spoofed(self, partner_system: str | None, source: TransportAddress) -> str | None:
@@ -189,7 +189,7 @@ class McServer:
             contact = (
                 str(request.contacts[0].uri) if request.contacts else self._source_contact(request)
             )
-            await self.bindings.put(VisitorBinding(temporary_id, user, contact, time.time()))
+            await self.visitors.bind(VisitorBinding(temporary_id, user, contact, time.time()))
             self.node.log.info("%s authorized as %s", user, temporary_id)
         return response
 
@@ -215,7 +215,7 @@ class McServer:
 
     async def visitor_leaves(self, request: Request, body: MigrationRelease) -> Response:
         """PROFILE 3: the client ends its stay; we drop it and tell its primary."""
-        binding = self.visitors.unbind(body.mc_service_id)
+        binding = await self.visitors.release(body.mc_service_id)
         if binding is None:
             return make_response(request, 200)  # already gone: same answer
         self.node.log.info("%s left (was %s)", body.mc_service_id, binding.temporary_id)
@@ -230,10 +230,10 @@ class McServer:
             self.node, request, onward, destination, self.system.timeouts.server, self.agent
         )
 
-    def partner_release(self, request: Request, body: MigrationRelease) -> Response:
+    async def partner_release(self, request: Request, body: MigrationRelease) -> Response:
         """The primary ended a stay here (the user moved on or went home)."""
         assert isinstance(request.uri, SipUri)
-        binding = self.visitors.unbind(body.mc_service_id, request.uri.aor)
+        binding = await self.visitors.release(body.mc_service_id, request.uri.aor)
         if binding is not None:
             self.node.log.info("released %s (%s)", binding.mc_service_id, binding.temporary_id)
         return make_response(request, 200)
@@ -261,7 +261,7 @@ class McServer:
         stored, previous = (
             await self.commits.put(record) if self.commits else self.store.put(record)
         )
-        self.visitors.unbind(user)  # no longer at home
+        await self.visitors.release(user)  # no longer at home
         if previous is not None and not previous.same_migration(stored):
             self.node.log.info(
                 "%s moved from %s to %s", user, previous.partner_system, stored.partner_system
@@ -299,7 +299,7 @@ class McServer:
         contact = (
             str(request.contacts[0].uri) if request.contacts else self._source_contact(request)
         )
-        await self.bindings.put(VisitorBinding(user, user, contact, time.time()))
+        await self.visitors.bind(VisitorBinding(user, user, contact, time.time()))
         self.node.log.info("%s is home", user)
         return make_response(request, 200)
 

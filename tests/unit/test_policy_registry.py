@@ -16,6 +16,9 @@ from mcmig.mc.registry import (
     SqliteMigrationStore,
     SqliteVisitorStore,
     VisitorBinding,
+    VisitorChange,
+    VisitorRegister,
+    VisitorRelease,
     new_record,
 )
 
@@ -106,23 +109,100 @@ def test_registry_is_durable_idempotent_and_one_record_per_user(tmp_path: Path) 
     reopened.close()
 
 
-def test_visitor_bindings_written_together_keep_one_per_user_last_wins(tmp_path: Path) -> None:
+def test_visitor_changes_written_together_apply_in_order_one_binding_per_user(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "partner.sqlite3"
     store = SqliteVisitorStore(path)
-    store.bind_many(
+    bob = VisitorBinding("sip:t-2@x", "sip:bob@p", "sip:10.0.0.2", 2.0)
+    outcomes = store.change_many(
         [
             VisitorBinding("sip:t-1@x", "sip:alice@p", "sip:10.0.0.1", 1.0),
-            VisitorBinding("sip:t-2@x", "sip:bob@p", "sip:10.0.0.2", 2.0),
+            bob,
             VisitorBinding("sip:t-3@x", "sip:alice@p", "sip:10.0.0.3", 3.0),
+            VisitorRelease("sip:alice@p", "sip:t-1@x"),  # an older stay: nothing removed
+            VisitorBinding("sip:t-4@x", "sip:carol@p", None, 4.0),
+            VisitorRelease("sip:bob@p"),
+            VisitorRelease("sip:dave@p"),  # never bound
         ]
     )
+    assert outcomes == [None, None, None, None, None, bob, None]
     store.close()
     reopened = SqliteVisitorStore(path)
     assert [(b.mc_service_id, b.temporary_id) for b in reopened.all()] == [
         ("sip:alice@p", "sip:t-3@x"),
-        ("sip:bob@p", "sip:t-2@x"),
+        ("sip:carol@p", "sip:t-4@x"),
     ]
+    assert reopened.users() == {"sip:alice@p", "sip:carol@p"}
     reopened.close()
+
+
+class _CountingVisitorStore(SqliteVisitorStore):
+    """Counts the reads and batches that reach SQLite; can be told the disk failed."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.reads = 0
+        self.batches: list[list[VisitorChange]] = []
+        self.disk_full = False
+
+    def by_user(self, mc_service_id: str) -> VisitorBinding | None:
+        self.reads += 1
+        return super().by_user(mc_service_id)
+
+    def change_many(self, changes: list[VisitorChange]) -> list[VisitorBinding | None]:
+        self.batches.append(changes)
+        if self.disk_full:
+            raise OSError("disk full")
+        return super().change_many(changes)
+
+
+def test_visitor_register_answers_unbound_users_from_memory_and_keeps_order(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "partner.sqlite3"
+    alice = VisitorBinding("sip:t-1@x", "sip:alice@p", "sip:10.0.0.1", 1.0)
+
+    async def first_run() -> None:
+        store = _CountingVisitorStore(path)
+        register = VisitorRegister(store)
+        # nobody bound: no read, and a release writes nothing
+        assert register.by_user("sip:alice@p") is None
+        assert await register.release("sip:alice@p") is None
+        assert (store.reads, store.batches) == (0, [])
+        # a release made while the binding still waits for its commit is not
+        # skipped, and is written after it
+        bound = asyncio.create_task(register.bind(alice))
+        await asyncio.sleep(0)
+        assert register.may_be_bound("sip:alice@p")
+        released = asyncio.create_task(register.release("sip:alice@p"))
+        await bound
+        assert await released == alice
+        assert [c for batch in store.batches for c in batch] == [
+            alice,
+            VisitorRelease("sip:alice@p"),
+        ]
+        assert register.all() == [] and not register.may_be_bound("sip:alice@p")
+        # bound again: read from SQLite, and still there after a restart
+        await register.bind(alice)
+        assert register.by_user("sip:alice@p") == alice and store.reads == 1
+        # a failed commit binds nobody
+        store.disk_full = True
+        with pytest.raises(OSError):
+            await register.bind(VisitorBinding("sip:t-2@x", "sip:bob@p", None, 2.0))
+        assert not register.may_be_bound("sip:bob@p")
+        register.close()
+
+    async def second_run() -> None:
+        register = VisitorRegister(SqliteVisitorStore(path))
+        assert register.by_user("sip:alice@p") == alice
+        assert await register.release("sip:alice@p", "sip:t-old@x") is None  # another stay
+        assert await register.release("sip:alice@p", "sip:t-1@x") == alice
+        assert register.by_user("sip:alice@p") is None
+        register.close()
+
+    asyncio.run(first_run())
+    asyncio.run(second_run())
 
 
 def test_group_commit_batches_one_turn_answers_each_in_order_and_fails_all_on_error() -> None:
