@@ -54,7 +54,7 @@ def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     bench.add_argument(
         "--client",
         choices=("mcmig", "sipp"),
-        help="e2e only: the load processes, mcmig's own load client (default) or SIPp",
+        help="e2e only: the load processes, SIPp (default) or mcmig's own load client",
     )
     bench.set_defaults(func=run)
 

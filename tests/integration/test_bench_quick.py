@@ -12,9 +12,9 @@ import pytest
 from tests.support.tools import ROOT, require
 
 
-def bench(suite: str, out: Path) -> dict[str, object]:
+def bench(suite: str, out: Path, *options: str) -> dict[str, object]:
     result = subprocess.run(
-        [sys.executable, "-m", "mcmig.cli", "bench", suite, "--quick", "--out", str(out)],
+        [sys.executable, "-m", "mcmig.cli", "bench", suite, "--quick", "--out", str(out), *options],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -35,8 +35,12 @@ def test_registry_bench_quick(tmp_path: Path) -> None:
     assert figures["records"] == 10_000 and figures["lookup_p99_us"] > 0  # type: ignore[operator]
 
 
-def test_e2e_bench_quick(tmp_path: Path) -> None:
-    figures = bench("e2e", tmp_path)
+@pytest.mark.interop
+@pytest.mark.parametrize("client", ["sipp", "mcmig"])
+def test_e2e_bench_quick(tmp_path: Path, client: str) -> None:
+    require("sipp")  # the default load, and the relay suite's
+    figures = bench("e2e", tmp_path, "--client", client)
+    assert client in figures["processes"]  # type: ignore[operator]
     (step,) = figures["steps"]  # type: ignore[misc]
     assert step["sent"] > 0 and step["accepted"] + step["failed"] == step["sent"]
     assert set(step["cpu_s_per_1000"]) == {
