@@ -126,14 +126,23 @@ def test_visitor_changes_written_together_apply_in_order_one_binding_per_user(
             VisitorRelease("sip:dave@p"),  # never bound
         ]
     )
-    assert outcomes == [None, None, None, None, None, bob, None]
+    # each change gives the binding it removed
+    assert outcomes == [
+        None,
+        None,
+        VisitorBinding("sip:t-1@x", "sip:alice@p", "sip:10.0.0.1", 1.0),
+        None,
+        None,
+        bob,
+        None,
+    ]
     store.close()
     reopened = SqliteVisitorStore(path)
     assert [(b.mc_service_id, b.temporary_id) for b in reopened.all()] == [
         ("sip:alice@p", "sip:t-3@x"),
         ("sip:carol@p", "sip:t-4@x"),
     ]
-    assert reopened.users() == {"sip:alice@p", "sip:carol@p"}
+    assert set(reopened.users()) == {"sip:alice@p", "sip:carol@p"}
     reopened.close()
 
 
@@ -203,6 +212,33 @@ def test_visitor_register_answers_unbound_users_from_memory_and_keeps_order(
 
     asyncio.run(first_run())
     asyncio.run(second_run())
+
+
+def test_visitor_register_counts_users_that_share_a_slot(tmp_path: Path) -> None:
+    class OneSlot(VisitorRegister):
+        SLOTS = 1  # every user in the same slot
+
+    def binding(n: int, user: str) -> VisitorBinding:
+        return VisitorBinding(f"sip:t-{n}@x", user, None, float(n))
+
+    async def main() -> None:
+        store = _CountingVisitorStore(tmp_path / "partner.sqlite3")
+        register = OneSlot(store)
+        await register.bind(binding(1, "sip:alice@p"))
+        await register.bind(binding(2, "sip:alice@p"))  # a replacement: still one
+        await register.bind(binding(3, "sip:bob@p"))
+        # carol shares the slot: SQLite answers, and says nobody
+        assert register.by_user("sip:carol@p") is None and store.reads == 1
+        assert await register.release("sip:alice@p") == binding(2, "sip:alice@p")
+        assert register.by_user("sip:bob@p") == binding(3, "sip:bob@p")
+        assert await register.release("sip:bob@p") == binding(3, "sip:bob@p")
+        # the slot is empty again: no read, no write
+        batches = len(store.batches)
+        assert register.by_user("sip:alice@p") is None and store.reads == 2
+        assert await register.release("sip:bob@p") is None and len(store.batches) == batches
+        register.close()
+
+    asyncio.run(main())
 
 
 def test_group_commit_batches_one_turn_answers_each_in_order_and_fails_all_on_error() -> None:
