@@ -175,6 +175,8 @@ class SipNode(InviteUsage, Refusals):
             await asyncio.sleep(0)
         if self._timer is not None:
             self._timer.cancel()
+            self._timer = None
+        self._timer_at = None  # else a later _rearm would trust a timer that is gone
         for reply in list(self._pending.values()):
             reply.settle(error=SipTransportError("node stopped"))
         if self._udp is not None:

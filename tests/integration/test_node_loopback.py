@@ -341,6 +341,8 @@ def test_a_new_earlier_deadline_rearms_the_timer_set_for_a_later_one() -> None:
             peer.close()
             silent.close()
             await node.stop()
+        # stopped: no armed timer is remembered (the skip would trust one that is gone)
+        assert node._timer is None and node._timer_at is None
 
     asyncio.run(main())
 
