@@ -41,6 +41,30 @@ class MigrationRecord:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class MigrationEnd:
+    """Ends a stay: deletes the user's record if it still names this partner
+    (and this temporary ID, when given); a stale end changes nothing."""
+
+    mc_service_id: str
+    partner_system: str
+    temporary_id: str | None = None
+
+    def ends(self, record: MigrationRecord | None) -> bool:
+        return (
+            record is not None
+            and record.partner_system == self.partner_system
+            and (self.temporary_id is None or record.temporary_id == self.temporary_id)
+        )
+
+
+# What put() returns: (what is stored now, the record it replaced).
+Stored = tuple[MigrationRecord, MigrationRecord | None]
+MigrationChange = MigrationRecord | MigrationEnd
+# One per change: Stored for a record, the deleted record (or None) for an end.
+MigrationOutcome = Stored | MigrationRecord | None
+
+
 class MigrationStore(Protocol):
     def get(self, mc_service_id: str) -> MigrationRecord | None: ...
 
@@ -120,65 +144,63 @@ class SqliteMigrationStore:
         ).fetchone()
         return None if row is None else MigrationRecord(*row)
 
-    def put(self, record: MigrationRecord) -> tuple[MigrationRecord, MigrationRecord | None]:
+    def put(self, record: MigrationRecord) -> Stored:
         return self.put_many([record])[0]
 
-    def put_many(
-        self, records: list[MigrationRecord]
-    ) -> list[tuple[MigrationRecord, MigrationRecord | None]]:
+    def put_many(self, records: list[MigrationRecord]) -> list[Stored]:
         """Store several records in one transaction: one fsync for the batch (group commit).
 
         Safe to call from a writer thread while the loop reads."""
-        with self._batches as db:
-            return self._put_many(db, records)
-
-    def _put_many(
-        self, db: sqlite3.Connection, records: list[MigrationRecord]
-    ) -> list[tuple[MigrationRecord, MigrationRecord | None]]:
-        results: list[tuple[MigrationRecord, MigrationRecord | None]] = []
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            for record in records:
-                previous = self._get(db, record.mc_service_id)
-                if previous is not None and previous.same_migration(record):
-                    results.append((previous, previous))  # a repeat: one record, first 'since' kept
-                    continue
-                db.execute(
-                    "INSERT OR REPLACE INTO migrations VALUES (?, ?, ?, ?, ?)",
-                    (
-                        record.mc_service_id,
-                        record.partner_system,
-                        record.partner_address,
-                        record.temporary_id,
-                        record.since,
-                    ),
-                )
-                results.append((record, previous))
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        return results
+        outcomes = self.change_many(list(records))
+        return [outcome for outcome in outcomes if isinstance(outcome, tuple)]
 
     def delete_if_partner(
         self, mc_service_id: str, partner_system: str, temporary_id: str | None = None
     ) -> MigrationRecord | None:
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            record = self.get(mc_service_id)
-            matches = (
-                record is not None
-                and record.partner_system == partner_system
-                and (temporary_id is None or record.temporary_id == temporary_id)
-            )
-            if matches:
-                db.execute("DELETE FROM migrations WHERE mc_service_id = ?", (mc_service_id,))
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        return record if matches else None
+        (deleted,) = self.change_many([MigrationEnd(mc_service_id, partner_system, temporary_id)])
+        assert not isinstance(deleted, tuple)
+        return deleted
+
+    def change_many(self, changes: list[MigrationChange]) -> list[MigrationOutcome]:
+        """Apply records and ends in order, in one transaction: one fsync for the
+        batch. Writes go through the batch connection only, so the loop's own
+        connection never waits for SQLite's write lock.
+
+        Safe to call from a writer thread while the loop reads."""
+        with self._batches as db:
+            outcomes: list[MigrationOutcome] = []
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for change in changes:
+                    previous = self._get(db, change.mc_service_id)
+                    if isinstance(change, MigrationEnd):
+                        if change.ends(previous):
+                            db.execute(
+                                "DELETE FROM migrations WHERE mc_service_id = ?",
+                                (change.mc_service_id,),
+                            )
+                            outcomes.append(previous)
+                        else:
+                            outcomes.append(None)
+                    elif previous is not None and previous.same_migration(change):
+                        outcomes.append((previous, previous))  # a repeat: first 'since' kept
+                    else:
+                        db.execute(
+                            "INSERT OR REPLACE INTO migrations VALUES (?, ?, ?, ?, ?)",
+                            (
+                                change.mc_service_id,
+                                change.partner_system,
+                                change.partner_address,
+                                change.temporary_id,
+                                change.since,
+                            ),
+                        )
+                        outcomes.append((change, previous))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            return outcomes
 
     def all(self) -> list[MigrationRecord]:
         rows = self._db.execute(

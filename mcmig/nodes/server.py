@@ -20,6 +20,9 @@ from mcmig.mc.body import (
 from mcmig.mc.causes import Cause, failure_response, unsupported_media_type
 from mcmig.mc.registry import (
     GroupCommit,
+    MigrationChange,
+    MigrationEnd,
+    MigrationOutcome,
     MigrationRecord,
     MigrationStore,
     SqliteMigrationStore,
@@ -63,8 +66,10 @@ class McServer:
         self.locator = UserLocator(system, store, visitors)
         # Commits run in writer threads: an fsync in the event loop held up
         # every message while it lasted (py-spy: 66% of the primary's samples).
-        self.commits = (
-            GroupCommit(store.put_many, in_thread=True)
+        # Records and ends of stays go the same way, in order: a delete on the
+        # loop's connection had to wait for SQLite's write lock while a batch synced.
+        self.commits: GroupCommit[MigrationChange, MigrationOutcome] | None = (
+            GroupCommit(store.change_many, in_thread=True)
             if isinstance(store, SqliteMigrationStore)
             else None
         )
@@ -126,7 +131,7 @@ class McServer:
                 spoofed = self._spoofed(body.partner_system, source)
                 if spoofed is not None:
                     return self.fail(request, Cause.PEER_NOT_AUTHORIZED, spoofed)
-                return self.primary_release(request, body)
+                return await self.primary_release(request, body)
             if request.uri.host.lower() == self.system.domain:
                 return await self.partner_release(request, body)
         return self.fail(request, Cause.BAD_REQUEST, "not a migration request this server takes")
@@ -258,9 +263,12 @@ class McServer:
             )
         record = new_record(user, body.partner_system, body.partner_address, body.temporary_id)
         # committed before the 200 (PROFILE 2.4), in a group commit under load
-        stored, previous = (
-            await self.commits.put(record) if self.commits else self.store.put(record)
-        )
+        if self.commits is None:
+            stored, previous = self.store.put(record)
+        else:
+            outcome = await self.commits.put(record)
+            assert isinstance(outcome, tuple)
+            stored, previous = outcome
         await self.visitors.release(user)  # no longer at home
         if previous is not None and not previous.same_migration(stored):
             self.node.log.info(
@@ -270,11 +278,22 @@ class McServer:
         self.node.log.info("%s migrated to %s (%s)", user, body.partner_system, body.temporary_id)
         return make_response(request, 200)
 
-    def primary_release(self, request: Request, body: MigrationRelease) -> Response:
+    async def end_stay(self, end: MigrationEnd) -> MigrationRecord | None:
+        """Delete the user's record if it still names that stay; durable on return.
+        Through the writer thread, in order with the records, when there is one."""
+        if self.commits is None:
+            return self.store.delete_if_partner(
+                end.mc_service_id, end.partner_system, end.temporary_id
+            )
+        deleted = await self.commits.put(end)
+        assert not isinstance(deleted, tuple)
+        return deleted
+
+    async def primary_release(self, request: Request, body: MigrationRelease) -> Response:
         if body.partner_system is None:
             return self.fail(request, Cause.BAD_REQUEST, "missing partner-system")
-        deleted = self.store.delete_if_partner(
-            body.mc_service_id, body.partner_system, body.temporary_id
+        deleted = await self.end_stay(
+            MigrationEnd(body.mc_service_id, body.partner_system, body.temporary_id)
         )
         if deleted is not None:
             self.node.log.info("%s released by %s", body.mc_service_id, body.partner_system)
@@ -293,9 +312,10 @@ class McServer:
         if not self.system.users.is_user(uri.user or ""):
             return self.fail(request, Cause.UNKNOWN_USER, f"{user} is not a user here")
         previous = self.store.get(user)
-        if previous is not None:
-            self.store.delete_if_partner(user, previous.partner_system, previous.temporary_id)
-            self.release_later(previous)
+        if previous is not None and await self.end_stay(
+            MigrationEnd(user, previous.partner_system, previous.temporary_id)
+        ):
+            self.release_later(previous)  # unless a newer stay replaced it (and released it)
         contact = (
             str(request.contacts[0].uri) if request.contacts else self._source_contact(request)
         )

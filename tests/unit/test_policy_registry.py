@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from mcmig.mc.policy import PrimaryPolicy, UserRange, UserRule, UserSelector, VisitorPolicy
 from mcmig.mc.registry import (
     GroupCommit,
+    MigrationEnd,
     MigrationRecord,
     SqliteMigrationStore,
     SqliteVisitorStore,
@@ -106,6 +107,29 @@ def test_registry_is_durable_idempotent_and_one_record_per_user(tmp_path: Path) 
         == moved
     )
     assert reopened.get("sip:alice@p.example") is None
+    reopened.close()
+
+
+def test_migration_changes_written_together_apply_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "primary.sqlite3"
+    store = SqliteMigrationStore(path)
+    user = "sip:alice@p.example"
+    first = new_record(user, "partner.example", "sip:127.0.9.2:5060", "sip:t-1@partner.example")
+    moved = new_record(user, "partner2.example", "sip:127.0.9.3:5060", "sip:t-2@partner2.example")
+    outcomes = store.change_many(
+        [
+            first,
+            MigrationEnd(user, "partner.example", "sip:t-1@partner.example"),  # deletes first
+            moved,
+            MigrationEnd(user, "partner.example"),  # stale: names the old partner
+            MigrationEnd(user, "partner2.example", "sip:t-9@x"),  # stale: another stay
+            moved,  # a repeat
+        ]
+    )
+    assert outcomes == [(first, None), first, (moved, None), None, None, (moved, moved)]
+    store.close()
+    reopened = SqliteMigrationStore(path)
+    assert reopened.all() == [moved]
     reopened.close()
 
 
