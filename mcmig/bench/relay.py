@@ -5,8 +5,11 @@ The middle box is (a) the mcmig gateway (sip_profiles/bench-relay.yaml) and
 (b) Kamailio 5.6 with a stateful t_relay() (kamailio/bench-relay.cfg), both
 started once; at each rate, one after the other. Figure: CPU microseconds
 per relayed transaction of each middle box (all its processes), from /proc,
-and their ratio, at each rate. Then the gateway's code alone, kept busy in this
-process (relay_busy.py): a figure for comparing our own changes.
+and their ratio, at each rate. A third box, the asyncio floor (floor_relay.py:
+datagrams passed through unchanged, no SIP), shows what any asyncio node pays
+for the same reads and sends before SIP work. Then the gateway's code alone,
+kept busy in this process (relay_busy.py): a figure for comparing our own
+changes.
 """
 
 from __future__ import annotations
@@ -147,6 +150,24 @@ def _start_gateway(folder: Path, loop: str) -> subprocess.Popen[str]:
     return gw
 
 
+def _start_floor(loop: str) -> subprocess.Popen[str]:
+    floor = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mcmig.bench.floor_relay",
+            *("--listen", "127.0.42.1:5060", "--far", "127.0.42.3:5060"),
+            *("--loop", loop),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert floor.stdout is not None and "ready" in floor.stdout.readline()
+    return floor
+
+
 def _start_kamailio(folder: Path) -> subprocess.Popen[bytes]:
     kamailio = shutil.which("kamailio")
     if kamailio is None:
@@ -183,6 +204,7 @@ def measure(quick: bool = False, loop: str = "asyncio") -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="mcmig-bench-relay-") as name:
         folder = Path(name)
         gw = _start_gateway(folder, loop)
+        floor = _start_floor(loop)
         try:
             kam = _start_kamailio(folder)
             try:
@@ -209,13 +231,27 @@ def measure(quick: bool = False, loop: str = "asyncio") -> dict[str, Any]:
                         folder,
                         8700,
                     )
+                    bare = _run_through(
+                        f"asyncio floor ({loop})",
+                        "127.0.42.1:5060",
+                        "127.0.42.3",
+                        "127.0.42.4",
+                        [floor.pid],
+                        rate,
+                        count,
+                        folder,
+                        8800,
+                    )
                     runs.append(
                         {
                             "rate_per_s": rate,
                             "transactions_each": count,
                             "mcmig": ours,
                             "kamailio": theirs,
+                            "floor": bare,
                             "ratio": ours["cpu_us_per_transaction"]
+                            / max(theirs["cpu_us_per_transaction"], 1e-9),
+                            "floor_ratio": bare["cpu_us_per_transaction"]
                             / max(theirs["cpu_us_per_transaction"], 1e-9),
                         }
                     )
@@ -223,8 +259,10 @@ def measure(quick: bool = False, loop: str = "asyncio") -> dict[str, Any]:
                 os.killpg(kam.pid, signal.SIGTERM)
                 kam.wait(timeout=20)
         finally:
-            gw.send_signal(signal.SIGTERM)
-            gw.wait(timeout=20)
+            for process in (gw, floor):
+                process.send_signal(signal.SIGTERM)
+            for process in (gw, floor):
+                process.wait(timeout=20)
     # The first rate's figures stay at the top level, where earlier results had them.
     return {
         **runs[0],
@@ -237,12 +275,15 @@ def report(results: dict[str, Any]) -> str:
     lines = ["relay cost: SIPp UAC -> middle box -> SIPp UAS, MESSAGE transactions"]
     for run in results["by_rate"]:
         lines.append(f"  at {run['rate_per_s']}/s, {run['transactions_each']} each:")
-        for key in ("mcmig", "kamailio"):
+        for key in ("mcmig", "kamailio", "floor"):
             r = run[key]
             lines.append(
                 f"    {r['middle_box']:<24} {r['transactions']:>6} ok {r['failed']:>4} failed  {r['cpu_us_per_transaction']:>8.0f} us CPU per transaction  memory {r['pss_mb']:.0f} MB (PSS)"
             )
-        lines.append(f"    ratio mcmig / Kamailio: {run['ratio']:.2f}")
+        above = run["mcmig"]["cpu_us_per_transaction"] - run["floor"]["cpu_us_per_transaction"]
+        lines.append(
+            f"    ratio mcmig / Kamailio: {run['ratio']:.2f} (the asyncio floor alone: {run['floor_ratio']:.2f}; mcmig's SIP work above it: {above:.0f} us)"
+        )
     busy = results["mcmig_busy"]
     best = busy["best_chunk_us_per_transaction"]
     lines.append(

@@ -64,7 +64,7 @@ def test_relay_bench_quick(tmp_path: Path) -> None:
     require("sipp")
     require("kamailio")
     figures = bench("relay", tmp_path)
-    for box in ("mcmig", "kamailio"):
+    for box in ("mcmig", "kamailio", "floor"):
         assert figures[box]["transactions"] == 300 and figures[box]["cpu_us_per_transaction"] > 0  # type: ignore[index]
         assert figures[box]["pss_mb"] > 1  # type: ignore[index]
     busy = figures["mcmig_busy"]  # the gateway in one process, kept busy
