@@ -520,7 +520,10 @@ class VisitorRegister:
     def _count(self, mc_service_id: str, step: int) -> None:
         slot = hash(mc_service_id) & (self.SLOTS - 1)
         count = self._counts[slot]
-        if count != self._FULL:
+        # Counts can only run high (a binding that took another user's temporary
+        # ID removed that user's row uncounted), never below zero; the guard keeps
+        # it so whatever SQLite reports.
+        if count != self._FULL and count + step >= 0:
             self._counts[slot] = count + step
 
     def _settled(

@@ -265,6 +265,29 @@ def test_visitor_register_counts_users_that_share_a_slot(tmp_path: Path) -> None
     asyncio.run(main())
 
 
+def test_visitor_register_stays_right_when_a_binding_takes_anothers_temporary_id(
+    tmp_path: Path,
+) -> None:
+    """The table's key is the temporary ID: a binding that reuses one replaces the
+    other user's row without that user's count going down. The count then runs
+    high, which costs a read, never a wrong answer."""
+
+    async def main() -> None:
+        store = _CountingVisitorStore(tmp_path / "partner.sqlite3")
+        register = VisitorRegister(store)
+        await register.bind(VisitorBinding("sip:t-1@x", "sip:alice@p", None, 1.0))
+        bob = VisitorBinding("sip:t-1@x", "sip:bob@p", None, 2.0)
+        await register.bind(bob)
+        assert register.all() == [bob]
+        assert register.by_user("sip:alice@p") is None  # read from SQLite: gone
+        assert await register.release("sip:alice@p") is None
+        assert await register.release("sip:bob@p") == bob
+        assert register.all() == [] and not register.may_be_bound("sip:bob@p")
+        register.close()
+
+    asyncio.run(main())
+
+
 def test_group_commit_batches_one_turn_answers_each_in_order_and_fails_all_on_error() -> None:
     batches: list[list[int]] = []
 
