@@ -84,11 +84,23 @@ def test_small_old_generations_are_never_collected_for_growth(
     assert {pacer.tick() for _ in range(5)} == {1}
 
 
+def test_the_first_look_takes_the_measure_without_collecting(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    old = OldGeneration(1)  # what gc.freeze() left
+    pacer = old.pacer(loop, check_every=10)
+    old.size = 200_000  # the node under load: lingering transactions
+    assert {pacer.tick() for _ in range(20)} == {1}  # two looks, no growth since the first
+    old.size = 250_001
+    assert [pacer.tick() for _ in range(10)] == [1] * 9 + [2]
+
+
 def test_a_phase_moves_the_look_at_the_old_generation(loop: asyncio.AbstractEventLoop) -> None:
-    old = OldGeneration(1)
+    old = OldGeneration(50_000)
     pacer = old.pacer(loop, check_every=100, phase=95)
+    assert {pacer.tick() for _ in range(5)} == {1}  # the first look, at the fifth tick
     old.size = 100_000
-    assert [pacer.tick() for _ in range(5)] == [1, 1, 1, 1, 2]
+    assert [pacer.tick() for _ in range(100)] == [1] * 99 + [2]
 
 
 def test_bad_pacing_is_refused(loop: asyncio.AbstractEventLoop) -> None:
