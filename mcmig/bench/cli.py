@@ -35,8 +35,17 @@ def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="run benchmarks and print figures",
         description="Run benchmarks, print their figures and write them as JSON. "
         "Figures are measurements, not pass/fail checks.",
+        epilog="suites: parser (parse and serialize rates, beside aiosipua); "
+        "registry (1,000,000 migration records: inserts, lookups, size, memory); "
+        "e2e (the demo deployment, one process per node, under a sweep of offered "
+        "load: throughput, latency, CPU and RSS per node); relay (CPU per relayed "
+        "MESSAGE: the mcmig gateway, Kamailio 5.6 and a do-nothing asyncio relay, "
+        "side by side); soak (150 migrations/s for 10 minutes: memory over time). "
+        "docs/performance.md has the latest figures.",
     )
-    bench.add_argument("suite", nargs="?", default="parser", choices=sorted(SUITES))
+    bench.add_argument(
+        "suite", nargs="?", default="parser", choices=sorted(SUITES), help="default parser"
+    )
     bench.add_argument(
         "--quick", action="store_true", help="a short run that only checks the harness"
     )
