@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 from typing import Any, cast
 
+from mcmig.commands.common import until_signalled
 from mcmig.node.service import EVENT_LOOPS, event_loop_factory
+from mcmig.transport.base import split_hostport
 
 Address = tuple[str, int]
 
@@ -46,29 +47,22 @@ class FloorRelay(asyncio.DatagramProtocol):
         self.transport.sendto(data, self.far)
 
 
-def _address(text: str) -> Address:
-    host, _, port = text.rpartition(":")
-    if not host or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"{text!r}: expected HOST:PORT")
-    return host, int(port)
-
-
 async def _serve(listen: Address, far: Address) -> None:
-    loop = asyncio.get_running_loop()
-    transport, _ = await loop.create_datagram_endpoint(lambda: FloorRelay(far), local_addr=listen)
-    stop = loop.create_future()
+    transports: list[asyncio.BaseTransport] = []
 
-    def finish() -> None:
-        if not stop.done():
-            stop.set_result(None)
+    async def started() -> None:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: FloorRelay(far), local_addr=listen
+        )
+        transports.append(transport)
+        print("ready", flush=True)
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, finish)
-    print("ready", flush=True)
     try:
-        await stop
+        await until_signalled(started)
     finally:
-        transport.close()
+        for transport in transports:
+            transport.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,8 +71,12 @@ def main(argv: list[str] | None = None) -> int:
         description="Pass UDP datagrams between a near end and a far end, unchanged "
         "(the relay benchmark's asyncio floor).",
     )
-    parser.add_argument("--listen", type=_address, required=True, help="HOST:PORT to read")
-    parser.add_argument("--far", type=_address, required=True, help="HOST:PORT of the far end")
+    parser.add_argument(
+        "--listen", type=split_hostport, required=True, metavar="HOST:PORT", help="where to read"
+    )
+    parser.add_argument(
+        "--far", type=split_hostport, required=True, metavar="HOST:PORT", help="the far end"
+    )
     parser.add_argument("--loop", choices=EVENT_LOOPS, default="asyncio", help="event loop")
     args = parser.parse_args(argv)
     with asyncio.Runner(loop_factory=event_loop_factory(args.loop)) as runner:

@@ -126,46 +126,31 @@ RATES = ((400, 8000), (1000, 8000), (2000, 8000))
 QUICK_RATES = ((100, 300),)
 
 
-def _start_gateway(folder: Path, loop: str) -> subprocess.Popen[str]:
-    gw = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mcmig.cli",
-            "up",
-            "sip_profiles/bench-relay.yaml",
-            "--only",
-            "relay-gw",
-            "--state-dir",
-            str(folder / "state"),
-            "--loop",
-            loop,
-        ],
+def _start_python(*args: str) -> subprocess.Popen[str]:
+    """``python -m ARGS`` from the repository root, once it has printed "ready"."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", *args],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
     )
-    assert gw.stdout is not None and "ready" in gw.stdout.readline()
-    return gw
+    assert process.stdout is not None and "ready" in process.stdout.readline()
+    return process
+
+
+def _start_gateway(folder: Path, loop: str) -> subprocess.Popen[str]:
+    return _start_python(
+        *("mcmig.cli", "up", "sip_profiles/bench-relay.yaml", "--only", "relay-gw"),
+        *("--state-dir", str(folder / "state"), "--loop", loop),
+    )
 
 
 def _start_floor(loop: str) -> subprocess.Popen[str]:
-    floor = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mcmig.bench.floor_relay",
-            *("--listen", "127.0.42.1:5060", "--far", "127.0.42.3:5060"),
-            *("--loop", loop),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
+    return _start_python(
+        *("mcmig.bench.floor_relay", "--listen", "127.0.42.1:5060"),
+        *("--far", "127.0.42.3:5060", "--loop", loop),
     )
-    assert floor.stdout is not None and "ready" in floor.stdout.readline()
-    return floor
 
 
 def _start_kamailio(folder: Path) -> subprocess.Popen[bytes]:
