@@ -106,7 +106,10 @@ class _BatchWriter:
     """A second connection, for batch writes only, so that a writer thread's
     open transaction never mixes with the loop's reads (which, in WAL mode,
     see the last commit and do not wait for the writer). The lock keeps two
-    threads off it at once."""
+    threads off it at once.
+
+    ``with`` it is one write transaction: committed (one fsync) when the block
+    ends, rolled back if it raises or if the commit fails."""
 
     def __init__(self, path: Path) -> None:
         self._db = _connect(path)
@@ -114,10 +117,25 @@ class _BatchWriter:
 
     def __enter__(self) -> sqlite3.Connection:
         self._lock.acquire()
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._lock.release()
+            raise
         return self._db
 
-    def __exit__(self, *exc: object) -> None:
-        self._lock.release()
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        try:
+            if exc_type is not None:
+                self._db.execute("ROLLBACK")
+                return
+            try:
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        finally:
+            self._lock.release()
 
     def close(self) -> None:
         with self._lock:
@@ -167,40 +185,34 @@ class SqliteMigrationStore:
         connection never waits for SQLite's write lock.
 
         Safe to call from a writer thread while the loop reads."""
+        outcomes: list[MigrationOutcome] = []
         with self._batches as db:
-            outcomes: list[MigrationOutcome] = []
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                for change in changes:
-                    previous = self._get(db, change.mc_service_id)
-                    if isinstance(change, MigrationEnd):
-                        if change.ends(previous):
-                            db.execute(
-                                "DELETE FROM migrations WHERE mc_service_id = ?",
-                                (change.mc_service_id,),
-                            )
-                            outcomes.append(previous)
-                        else:
-                            outcomes.append(None)
-                    elif previous is not None and previous.same_migration(change):
-                        outcomes.append((previous, previous))  # a repeat: first 'since' kept
-                    else:
+            for change in changes:
+                previous = self._get(db, change.mc_service_id)
+                if isinstance(change, MigrationEnd):
+                    if change.ends(previous):
                         db.execute(
-                            "INSERT OR REPLACE INTO migrations VALUES (?, ?, ?, ?, ?)",
-                            (
-                                change.mc_service_id,
-                                change.partner_system,
-                                change.partner_address,
-                                change.temporary_id,
-                                change.since,
-                            ),
+                            "DELETE FROM migrations WHERE mc_service_id = ?",
+                            (change.mc_service_id,),
                         )
-                        outcomes.append((change, previous))
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            return outcomes
+                        outcomes.append(previous)
+                    else:
+                        outcomes.append(None)
+                elif previous is not None and previous.same_migration(change):
+                    outcomes.append((previous, previous))  # a repeat: first 'since' kept
+                else:
+                    db.execute(
+                        "INSERT OR REPLACE INTO migrations VALUES (?, ?, ?, ?, ?)",
+                        (
+                            change.mc_service_id,
+                            change.partner_system,
+                            change.partner_address,
+                            change.temporary_id,
+                            change.since,
+                        ),
+                    )
+                    outcomes.append((change, previous))
+        return outcomes
 
     def all(self) -> list[MigrationRecord]:
         rows = self._db.execute(
@@ -231,6 +243,9 @@ class VisitorRelease:
 
     mc_service_id: str
     temporary_id: str | None = None
+
+    def ends(self, binding: VisitorBinding | None) -> bool:
+        return binding is not None and self.temporary_id in (None, binding.temporary_id)
 
 
 VisitorChange = VisitorBinding | VisitorRelease
@@ -265,27 +280,12 @@ class SqliteVisitorStore:
         the binding that change removed, or None.
 
         Safe to call from a writer thread while the loop reads."""
-        with self._batches as db:
-            return self._change_many(db, changes)
-
-    @staticmethod
-    def _change_many(
-        db: sqlite3.Connection, changes: list[VisitorChange]
-    ) -> list[VisitorBinding | None]:
         outcomes: list[VisitorBinding | None] = []
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._batches as db:
             for change in changes:
-                row = db.execute(
-                    "SELECT * FROM visitors WHERE mc_service_id = ?", (change.mc_service_id,)
-                ).fetchone()
-                old = None if row is None else VisitorBinding(*row)
-                if (
-                    isinstance(change, VisitorRelease)
-                    and old is not None
-                    and change.temporary_id not in (None, old.temporary_id)
-                ):
-                    old = None  # the release names another stay: nothing removed
+                old = self._by_user(db, change.mc_service_id)
+                if isinstance(change, VisitorRelease) and not change.ends(old):
+                    old = None  # none, or the release names another stay: nothing removed
                 if old is not None:
                     db.execute("DELETE FROM visitors WHERE temporary_id = ?", (old.temporary_id,))
                 if isinstance(change, VisitorBinding):
@@ -294,10 +294,6 @@ class SqliteVisitorStore:
                         (change.temporary_id, change.mc_service_id, change.contact, change.since),
                     )
                 outcomes.append(old)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
         return outcomes
 
     def by_temporary_id(self, temporary_id: str) -> VisitorBinding | None:
@@ -307,7 +303,11 @@ class SqliteVisitorStore:
         return None if row is None else VisitorBinding(*row)
 
     def by_user(self, mc_service_id: str) -> VisitorBinding | None:
-        row = self._db.execute(
+        return self._by_user(self._db, mc_service_id)
+
+    @staticmethod
+    def _by_user(db: sqlite3.Connection, mc_service_id: str) -> VisitorBinding | None:
+        row = db.execute(
             "SELECT * FROM visitors WHERE mc_service_id = ?", (mc_service_id,)
         ).fetchone()
         return None if row is None else VisitorBinding(*row)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -131,6 +132,18 @@ def test_migration_changes_written_together_apply_in_order(tmp_path: Path) -> No
     reopened = SqliteMigrationStore(path)
     assert reopened.all() == [moved]
     reopened.close()
+
+
+def test_a_batch_that_fails_writes_nothing_and_the_store_goes_on(tmp_path: Path) -> None:
+    store = SqliteMigrationStore(tmp_path / "primary.sqlite3")
+    user = "sip:alice@p.example"
+    good = new_record(user, "partner.example", "sip:127.0.9.2:5060", "sip:t-1@partner.example")
+    broken = MigrationRecord("sip:bob@p.example", "partner.example", None, None, 1.0)  # type: ignore[arg-type]
+    with pytest.raises(sqlite3.IntegrityError):  # partner_address is NOT NULL
+        store.change_many([good, broken])
+    assert store.all() == []  # rolled back: the good record went too
+    assert store.put(good) == (good, None)  # the batch connection is free again
+    store.close()
 
 
 def test_visitor_changes_written_together_apply_in_order_one_binding_per_user(
