@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
+from functools import partial
 from operator import itemgetter
 from typing import Any, TypeVar
 
@@ -257,16 +258,13 @@ def _parse_contacts(message: Message) -> list[NameAddress]:
     return out
 
 
-def _parse_routes(message: Message) -> list[NameAddress]:
-    return [a for v in message.get_all("Route") for a in parse_name_address_list(v, "Route", True)]
+def _parse_route_set(name: str, message: Message) -> list[NameAddress]:
+    return [a for v in message.get_all(name) for a in parse_name_address_list(v, name, True)]
 
 
-def _parse_record_routes(message: Message) -> list[NameAddress]:
-    return [
-        a
-        for v in message.get_all("Record-Route")
-        for a in parse_name_address_list(v, "Record-Route", True)
-    ]
+# Bound once, here: a partial made on every read is what the plain functions avoid.
+_parse_routes = partial(_parse_route_set, "Route")
+_parse_record_routes = partial(_parse_route_set, "Record-Route")
 
 
 class Request(Message):
