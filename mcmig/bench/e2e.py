@@ -26,7 +26,7 @@ from typing import Any
 
 from mcmig.bench import ROOT
 from mcmig.bench.procstat import cpu_seconds, peak_rss_mb, udp_receive_buffer_drops
-from mcmig.bench.relay import sipp_calls, start_sipp
+from mcmig.bench.relay import sipp_calls, start_python, start_sipp
 from mcmig.mc.tokens import issue_token
 from mcmig.profiles import load_deployment
 from mcmig.profiles.keys import idms_key
@@ -37,30 +37,10 @@ CLIENTS = ("127.0.2.101", "127.0.2.102")
 
 
 def _start(name: str, state: Path, loop: str = "asyncio") -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mcmig.cli",
-            "up",
-            PROFILE,
-            "--only",
-            name,
-            "--state-dir",
-            str(state),
-            "--loop",
-            loop,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
+    return start_python(
+        *("mcmig.cli", "up", PROFILE, "--only", name),
+        *("--state-dir", str(state), "--loop", loop),
     )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if "ready" not in line:
-        proc.kill()
-        raise RuntimeError(f"{name} did not start: {line!r}")
-    return proc
 
 
 def start_load_client(

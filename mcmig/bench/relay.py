@@ -126,8 +126,9 @@ RATES = ((400, 8000), (1000, 8000), (2000, 8000))
 QUICK_RATES = ((100, 300),)
 
 
-def _start_python(*args: str) -> subprocess.Popen[str]:
-    """``python -m ARGS`` from the repository root, once it has printed "ready"."""
+def start_python(*args: str) -> subprocess.Popen[str]:
+    """``python -m ARGS`` from the repository root, once it has printed "ready"
+    (a node or a relay); killed, and an error raised, if it prints anything else."""
     process = subprocess.Popen(
         [sys.executable, "-m", *args],
         cwd=ROOT,
@@ -135,19 +136,23 @@ def _start_python(*args: str) -> subprocess.Popen[str]:
         stderr=subprocess.DEVNULL,
         text=True,
     )
-    assert process.stdout is not None and "ready" in process.stdout.readline()
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if "ready" not in line:
+        process.kill()
+        raise RuntimeError(f"python -m {' '.join(args)} did not start: {line!r}")
     return process
 
 
 def _start_gateway(folder: Path, loop: str) -> subprocess.Popen[str]:
-    return _start_python(
+    return start_python(
         *("mcmig.cli", "up", "sip_profiles/bench-relay.yaml", "--only", "relay-gw"),
         *("--state-dir", str(folder / "state"), "--loop", loop),
     )
 
 
 def _start_floor(loop: str) -> subprocess.Popen[str]:
-    return _start_python(
+    return start_python(
         *("mcmig.bench.floor_relay", "--listen", "127.0.42.1:5060"),
         *("--far", "127.0.42.3:5060", "--loop", loop),
     )
