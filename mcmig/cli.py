@@ -13,6 +13,7 @@ from mcmig.bench import cli as bench
 from mcmig.commands import (
     certs,
     client,
+    compile_core,
     credentials,
     demo,
     deploy,
@@ -91,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
         ladder,
         replay,
         bench,
+        compile_core,
     ):
         module.add_arguments(sub)
     return parser

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mcmig import compiled
 from mcmig.bench import e2e as e2e_bench
 from mcmig.bench import parser as parser_bench
 from mcmig.bench import registry as registry_bench
@@ -82,9 +83,12 @@ def run(args: argparse.Namespace) -> int:
         "python": platform.python_version(),
         "machine": platform.machine(),
         "node": "local",
+        # the nodes' subprocesses inherit this process's environment and build
+        "sip_core": compiled.state(),
     }
     results["quick"] = args.quick
     results["time"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    print(f"SIP core: {compiled.state()}")
     print(report(results))
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"{args.suite}{'-quick' if args.quick else ''}.json"

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 from pathlib import Path
 
+from mcmig import compiled
 from mcmig.capture.attach import record_nodes
 from mcmig.capture.writer import PcapRecorder
 from mcmig.commands.common import load, state_dir_of, until_signalled
@@ -105,7 +106,7 @@ def run_up(args: argparse.Namespace) -> int:
             nodes = ", ".join(f"{n.name} {n.address}" for n in running[0].nodes)
             print(
                 f"deployment {deployment.name} ready: {nodes}; state in {state_dir}; "
-                f"event loop {args.loop}",
+                f"event loop {args.loop}; SIP core {compiled.state()}",
                 flush=True,
             )
 

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from mcmig.compiled import PURE_VARIABLE
 from mcmig.mc.body import MigrationFailure, MigrationRelease, MigrationRequest, encode
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,7 +70,10 @@ def fuzz(target: str, runs: int, timeout: int, out: Path, seed_value: int) -> di
         *([f"-seed={seed_value}"] if seed_value else []),
     ]
     started = time.monotonic()
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    # Coverage guidance needs Python bytecode to instrument: the fuzzer runs the
+    # pure Python build of the modules, whatever this process uses.
+    env = {**os.environ, PURE_VARIABLE: "1"}
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env)
     elapsed = time.monotonic() - started
     log = done.stderr
     executed = re.search(r"stat::number_of_executed_units:\s*(\d+)", log)

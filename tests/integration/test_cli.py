@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+from mcmig.compiled import PURE_VARIABLE
 from tests.support.tools import (
     ROOT,
     Mcmig,
@@ -22,6 +24,23 @@ def test_help_lists_the_commands() -> None:
     out = mcmig("--help").stdout
     for command in ("up", "migrate", "demo", "keys", "token", "registry", "responder", "bench"):
         assert command in out
+    assert "compile" in out
+
+
+def test_compile_status_and_pure_python() -> None:
+    status = mcmig("compile", "--status")
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "in this process: compiled (mypyc)" in status.stdout
+    pure = subprocess.run(
+        [sys.executable, "-m", "mcmig.cli", "compile", "--status"],
+        cwd=ROOT,
+        env={**os.environ, PURE_VARIABLE: "1"},
+        capture_output=True,
+        text=True,
+    )
+    # the build is still there and current; this process was told not to use it
+    assert pure.returncode == 0
+    assert f"in this process: pure Python ({PURE_VARIABLE} is set)" in pure.stdout
 
 
 def test_migrate_to_a_stopped_partner_says_so_once() -> None:
