@@ -126,11 +126,9 @@ def install() -> None:
         return
     reason, files = check()
     if not files:
+        # Not printed here: `mcmig up` and the benchmarks say it where it matters,
+        # and `mcmig compile` itself imports this before it rebuilds.
         _state = f"pure Python: compiled core {reason}"
-        if reason.startswith(("older", "incomplete", "unreadable", "built for")):
-            # Someone built it and it no longer applies: worth saying every
-            # time, since the node now runs slower than that person expects.
-            print(f"mcmig: {_state}", file=sys.stderr)
         return
     if not any(isinstance(finder, _CompiledFinder) for finder in sys.meta_path):
         sys.meta_path.insert(0, _CompiledFinder(files))

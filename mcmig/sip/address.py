@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
+from typing import Final
 
 from mcmig.sip.errors import SipParseError
 from mcmig.sip.grammar import (
@@ -27,13 +28,21 @@ _TOKEN_DISPLAY_RE = re.compile(rf"{SWS}((?:{TOKEN}(?:[ \t]+{TOKEN})*)?){SWS}<")
 _ADDR_SPEC_RE = re.compile(r"[ \t]*([^;\s<>\"]+)")
 
 
-@dataclass(frozen=True, slots=True)
+# Immutable through Final, as the other values of the message model (uri.py).
+@dataclass(slots=True, init=False)
 class NameAddress:
     """``[display-name] <uri> *(;param)``; parameter names are lowercased."""
 
-    uri: Uri
-    display_name: str | None = None
-    params: Params = field(default_factory=dict)
+    uri: Final[Uri]
+    display_name: Final[str | None]
+    params: Final[Params]
+
+    def __init__(
+        self, uri: Uri, display_name: str | None = None, params: Params | None = None
+    ) -> None:
+        self.uri = uri
+        self.display_name = display_name
+        self.params = {} if params is None else params
 
     @property
     def tag(self) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from mcmig.sip.message import Request
 from mcmig.sip.uri import host_reference
@@ -12,13 +13,19 @@ RELIABLE = frozenset({"TCP", "TLS", "SCTP", "WS", "WSS"})
 DEFAULT_PORTS = {"UDP": 5060, "TCP": 5060, "TLS": 5061}
 
 
-@dataclass(frozen=True, slots=True)
+# Immutable through Final, as the other values of the message model (uri.py).
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class TransportAddress:
     """Where a message came from or goes to: transport, IP host, port."""
 
-    transport: str  # "UDP", "TCP" or "TLS"
-    host: str
-    port: int
+    transport: Final[str]  # "UDP", "TCP" or "TLS"
+    host: Final[str]
+    port: Final[int]
+
+    def __init__(self, transport: str, host: str, port: int) -> None:
+        self.transport = transport
+        self.host = host
+        self.port = port
 
     @property
     def reliable(self) -> bool:

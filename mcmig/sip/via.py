@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Final
 
 from mcmig.sip.errors import SipParseError
 from mcmig.sip.grammar import (
@@ -34,13 +35,28 @@ _COMMON_FULL_RE = re.compile(
 _RPORT_RE = re.compile(r"\d{1,5}\Z")
 
 
-@dataclass(frozen=True, slots=True)
+# Immutable through Final, as the other values of the message model (uri.py).
+@dataclass(slots=True, init=False)
 class Via:
-    transport: str
-    host: str
-    port: int | None = None
-    params: Params = field(default_factory=dict)
-    protocol: str = "SIP/2.0"
+    transport: Final[str]
+    host: Final[str]
+    port: Final[int | None]
+    params: Final[Params]
+    protocol: Final[str]
+
+    def __init__(
+        self,
+        transport: str,
+        host: str,
+        port: int | None = None,
+        params: Params | None = None,
+        protocol: str = "SIP/2.0",
+    ) -> None:
+        self.transport = transport
+        self.host = host
+        self.port = port
+        self.params = {} if params is None else params
+        self.protocol = protocol
 
     @property
     def branch(self) -> str | None:
