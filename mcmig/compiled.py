@@ -1,8 +1,8 @@
 """The compiled SIP core: mypyc builds of the modules every message passes through.
 
 The same typed sources run as pure Python or, once ``mcmig compile`` has built
-them, as C extension modules: the parser, message model, transactions and
-transports cost about a third of the CPU that way. The builds sit in
+them, as C extension modules: the parser, message model, transactions,
+transports and node runtime cost about half the CPU that way. The builds sit in
 ``_compiled/`` inside the package with a manifest of the sources they came
 from. They are used only if every one of those sources is unchanged and the
 interpreter is the one they were built for: an edited module must never run
@@ -37,7 +37,16 @@ EXTENSION_SUFFIX = importlib.machinery.EXTENSION_SUFFIXES[0]
 # Packages compiled whole, and single modules; package __init__ files stay
 # Python so that the package imports before the finder is asked for its modules.
 _PACKAGES = ("sip", "transport")
-_MODULES = ("nodes/hiding.py",)
+# The node runtime, but not inline.py: mypyc's build of its hand-driven
+# coroutines crashed the interpreter.
+_MODULES = (
+    "node/dialogs.py",
+    "node/errors.py",
+    "node/invite_usage.py",
+    "node/refusals.py",
+    "node/runtime.py",
+    "nodes/hiding.py",
+)
 
 
 def sources(package_dir: Path = PACKAGE_DIR) -> list[Path]:

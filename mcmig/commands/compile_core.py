@@ -31,13 +31,13 @@ setup(
 def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "compile",
-        help="build the compiled SIP core with mypyc (optional, about a third less CPU)",
+        help="build the compiled SIP core with mypyc (optional, about half the CPU)",
         description="Compile the modules every SIP message passes through (mcmig/sip, "
-        "mcmig/transport and the gateways' topology hiding) into C extension modules with "
-        "mypyc, which comes with mypy (pip install 'mcmig[compile]'; needs a C compiler and "
-        "the Python headers). mcmig uses the build only while its sources are unchanged, "
-        "and runs as pure Python otherwise, or when MCMIG_PURE=1 is set. Does nothing when "
-        "the build is up to date.",
+        "mcmig/transport, the node runtime and the gateways' topology hiding) into C "
+        "extension modules with mypyc, which comes with mypy (pip install "
+        "'mcmig[compile]'; needs a C compiler and the Python headers). mcmig uses the "
+        "build only while its sources are unchanged, and runs as pure Python otherwise, "
+        "or when MCMIG_PURE=1 is set. Does nothing when the build is up to date.",
     )
     parser.add_argument(
         "--status", action="store_true", help="only say whether the compiled core is in use"

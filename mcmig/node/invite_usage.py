@@ -1,6 +1,8 @@
 """The INVITE side of a node: server handles, CANCEL, ACK, dialogs, outgoing INVITEs.
 
-A mixin of SipNode, kept apart so that each module has one job: runtime.py
+The base class of Refusals and so of SipNode (one chain, not mixins: the
+compiled core's classes have one base each), kept apart so that each module
+has one job: runtime.py
 moves messages between transports, transactions and handlers; this module
 adds what calls need on top (RFC 3261 sections 9, 12, 13 and 17.1.1/17.2.1).
 """
@@ -28,7 +30,7 @@ InviteHandler = Callable[[InviteServerHandle], Awaitable[None]]
 
 
 class InviteUsage:
-    # Provided by SipNode (declared for the type checker).
+    # Set and provided by SipNode.
     layer: TransactionLayer
     dialogs: dict[tuple[str, str], Dialog]
     stats: NodeStats

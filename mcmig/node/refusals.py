@@ -1,8 +1,8 @@
 """What a node answers without its handlers: refusals (RFC 3261 8.2.2), stateless
 answers to malformed requests, and load shedding.
 
-A mixin of SipNode, kept apart so that runtime.py only moves messages between
-transports, transactions and handlers.
+The base class of SipNode (after InviteUsage), kept apart so that runtime.py
+only moves messages between transports, transactions and handlers.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from mcmig.node.invite_usage import InviteUsage
 from mcmig.sip.errors import SipParseError
 from mcmig.sip.message import Request, Response
 from mcmig.sip.peer import TransportAddress, response_destination
@@ -25,8 +26,8 @@ if TYPE_CHECKING:
 SUPPORTED_EXTENSIONS: frozenset[str] = frozenset()
 
 
-class Refusals:
-    # Provided by SipNode (declared for the type checker).
+class Refusals(InviteUsage):
+    # Set and provided by SipNode.
     stats: NodeStats
     log: logging.Logger
     handlers: dict[str, Handler]

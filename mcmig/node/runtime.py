@@ -18,7 +18,7 @@ from typing import Any
 from mcmig.node.dialogs import Dialog, InviteServerHandle, OutgoingInvite
 from mcmig.node.errors import SipTimeoutError, SipTransportError
 from mcmig.node.inline import InlineRun, Reply
-from mcmig.node.invite_usage import InviteHandler, InviteUsage
+from mcmig.node.invite_usage import InviteHandler
 from mcmig.node.refusals import Refusals
 from mcmig.sip.errors import SipParseError
 from mcmig.sip.ids import new_branch
@@ -76,7 +76,7 @@ class NodeStats:
     by_method: dict[str, int] = field(default_factory=dict)
 
 
-class SipNode(InviteUsage, Refusals):
+class SipNode(Refusals):
     """One SIP element listening on UDP and TCP at one host and port."""
 
     def __init__(

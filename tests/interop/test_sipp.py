@@ -82,14 +82,12 @@ def test_client_transaction_retransmits_to_a_sipp_uas_that_answers_late(tmp_path
         client = SipNode("client", HOST, 0)
         await client.start()
         sends: list[float] = []
-        original = client._send
 
-        def spy(message, destination):  # type: ignore[no-untyped-def]
-            if isinstance(message, Request):
+        def spy(direction, message, local, remote):  # type: ignore[no-untyped-def]
+            if direction == "sent" and isinstance(message, Request):
                 sends.append(time.monotonic())
-            original(message, destination)
 
-        client._send = spy  # type: ignore[method-assign]
+        client.observers.append(spy)
         uri = parse_uri(f"sip:uas@{SIPP_HOST}:{sipp_port}")
         request = Request(
             "MESSAGE",
