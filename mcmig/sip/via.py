@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Final
 
 from mcmig.sip.errors import SipParseError
@@ -95,7 +96,38 @@ class Via:
         return f"{self.protocol}/{self.transport} {self.host}{port}{format_params(self.params)}"
 
 
+_BRANCH = ";branch="
+_STAND_IN = "-"  # a token, so the template parses as the Via itself would
+_BRANCH_RE = re.compile(TOKEN + r"\Z")
+
+
 def parse_via(value: str) -> Via:
+    """Parse one via-parm.
+
+    The Vias of one peer differ only by their branch: the rest is parsed once
+    (cached, with a stand-in branch) and the branch put back in its place.
+    """
+    start = value.find(_BRANCH)
+    if start > 0 and '"' not in value:
+        end = value.find(";", start + len(_BRANCH))
+        if end < 0:
+            end = len(value)
+        branch = value[start + len(_BRANCH) : end]
+        if _BRANCH_RE.match(branch) is not None:
+            try:
+                template = _parse_template(value[:start] + _BRANCH + _STAND_IN + value[end:])
+            except SipParseError:
+                return parse_via_uncached(value)  # raises, naming the value itself
+            # Another branch parameter (in other case) would have overwritten the stand-in.
+            if template.params.get("branch") == _STAND_IN:
+                params = {k: branch if k == "branch" else v for k, v in template.params.items()}
+                return Via(
+                    template.transport, template.host, template.port, params, template.protocol
+                )
+    return parse_via_uncached(value)
+
+
+def parse_via_uncached(value: str) -> Via:
     full = _COMMON_FULL_RE.match(value)
     if full is not None:
         transport, host, port, raw = full.groups()
@@ -105,6 +137,10 @@ def parse_via(value: str) -> Via:
             params[name.lower()] = param if eq else None
         return _checked(transport, host, port, params, "SIP/2.0")
     return _parse_via_slowly(value)
+
+
+# Cached Vias are shared: their params must not be changed (with_params copies).
+_parse_template = lru_cache(maxsize=4096)(parse_via_uncached)
 
 
 def _parse_via_slowly(value: str) -> Via:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -11,7 +12,8 @@ from mcmig.sip.errors import SipParseError
 from mcmig.sip.framing import StreamFramer
 from mcmig.sip.message import Message
 from mcmig.sip.parser import parse_message
-from tests.property.strategies import requests, responses
+from mcmig.sip.via import parse_via, parse_via_uncached
+from tests.property.strategies import hosts, ports, requests, responses, tokens
 from tests.support.messages import message_request
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "rfc4475"
@@ -144,3 +146,45 @@ def test_the_shortcut_for_known_names_reads_lines_as_the_grammar_does(
     preloaded = {"Via", "v", "From", "f", "To", "CSeq", "Subject", "s", "l", "i"}
     if all(before == "" and n in preloaded for n, before, _, _ in lines):
         assert shortcut == grammar  # canonical and compact spellings always take it
+
+
+# Via values with a branch somewhere among other parameters: the cached parse
+# (template with a stand-in branch) must give what a full parse gives, or the
+# same refusal, whatever the branch, its neighbours and their case.
+_via_params = st.lists(
+    st.tuples(
+        st.one_of(tokens, st.sampled_from(["branch", "BRANCH", "rport", "received"])),
+        st.one_of(st.none(), tokens, st.sampled_from(["192.0.2.1", "::1", '"q;branch=x"'])),
+    ),
+    max_size=4,
+)
+
+
+@given(
+    st.sampled_from(["UDP", "TCP", "tls"]),
+    hosts,
+    ports,
+    _via_params,
+    st.integers(0, 4),
+    st.one_of(tokens, st.sampled_from(["", "a b", "x,y", '"q"'])),
+)
+def test_cached_via_parse_matches_the_full_parse(
+    transport: str,
+    host: str,
+    port: int | None,
+    params: list[tuple[str, str | None]],
+    at: int,
+    branch: str,
+) -> None:
+    items = [f";{n}" if v is None else f";{n}={v}" for n, v in params]
+    items.insert(min(at, len(items)), f";branch={branch}")
+    value = f"SIP/2.0/{transport} {host}{'' if port is None else f':{port}'}{''.join(items)}"
+    try:
+        full = parse_via_uncached(value)
+    except SipParseError:
+        with pytest.raises(SipParseError):
+            parse_via(value)
+        return
+    cached = parse_via(value)
+    assert cached == full and str(cached) == str(full)
+    assert parse_via(value) == full  # from the cache this time
