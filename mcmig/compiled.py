@@ -45,6 +45,8 @@ _MODULES = (
     "node/invite_usage.py",
     "node/refusals.py",
     "node/runtime.py",
+    "nodes/b2bua.py",
+    "nodes/gateway.py",
     "nodes/hiding.py",
 )
 

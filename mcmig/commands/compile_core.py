@@ -33,7 +33,7 @@ def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "compile",
         help="build the compiled SIP core with mypyc (optional, about half the CPU)",
         description="Compile the modules every SIP message passes through (mcmig/sip, "
-        "mcmig/transport, the node runtime and the gateways' topology hiding) into C "
+        "mcmig/transport, the node runtime and the gateway) into C "
         "extension modules with mypyc, which comes with mypy (pip install "
         "'mcmig[compile]'; needs a C compiler and the Python headers). mcmig uses the "
         "build only while its sources are unchanged, and runs as pure Python otherwise, "
