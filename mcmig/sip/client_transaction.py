@@ -12,7 +12,7 @@ from mcmig.sip.errors import LocalProtocolError
 from mcmig.sip.machine import MachineEnum, TableMachine
 from mcmig.sip.message import Request, Response
 from mcmig.sip.peer import TransportAddress
-from mcmig.sip.timers import TimerConfig
+from mcmig.sip.timers import TimerConfig, reap_at
 
 
 class ClientState(MachineEnum):
@@ -141,7 +141,9 @@ class NonInviteClientTransaction(TableMachine[ClientState, ClientInput, ClientAc
     def _complete(self) -> None:
         self._deadlines.pop(ClientInput.TIMER_E, None)
         self._deadlines.pop(ClientInput.TIMER_F, None)
-        self._deadlines[ClientInput.TIMER_K] = self._now + self._timers.timer_k(self._reliable)
+        self._deadlines[ClientInput.TIMER_K] = reap_at(
+            self._now, self._timers.timer_k(self._reliable)
+        )
         self._request = self._response = None
 
     def _retransmit(self) -> None:

@@ -16,7 +16,7 @@ from mcmig.sip.machine import MachineEnum, TableMachine
 from mcmig.sip.message import Request, Response
 from mcmig.sip.peer import TransportAddress
 from mcmig.sip.responses import make_response
-from mcmig.sip.timers import TimerConfig
+from mcmig.sip.timers import TimerConfig, reap_at
 
 
 class ServerState(MachineEnum):
@@ -139,7 +139,9 @@ class NonInviteServerTransaction(TableMachine[ServerState, ServerInput, ServerAc
             self._actions.append(Transmit(self._last, self.destination))
 
     def _complete(self) -> None:
-        self._deadlines[ServerInput.TIMER_J] = self._now + self._timers.timer_j(self._reliable)
+        self._deadlines[ServerInput.TIMER_J] = reap_at(
+            self._now, self._timers.timer_j(self._reliable)
+        )
         self._request = self._pending = None
         if self._last is not None:
             self._last.drop_views()  # it is only serialized again, for a retransmission

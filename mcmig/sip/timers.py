@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+
+# Timers J and K end transactions that only wait to absorb retransmissions.
+# The RFC sets how long they must wait at least; rounding their deadlines up to
+# a grid lets a busy node end half a second's worth in one timer wakeup, where
+# it woke every few milliseconds (a third of its wakeups at 400 transactions/s).
+REAP_TICK = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,3 +52,11 @@ class TimerConfig:
     def timer_k(self, reliable: bool) -> float:
         """How long a non-INVITE client transaction absorbs response retransmissions."""
         return 0.0 if reliable else self.t4
+
+
+def reap_at(now: float, delay: float) -> float:
+    """The deadline of Timer J or K: ``delay`` after ``now``, rounded up to the
+    next multiple of REAP_TICK. Zero (reliable transports) stays now."""
+    if delay <= 0:
+        return now
+    return math.ceil((now + delay) / REAP_TICK) * REAP_TICK

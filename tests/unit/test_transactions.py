@@ -83,8 +83,9 @@ def test_client_final_response_then_timer_k_absorbs_retransmissions() -> None:
     with pytest.raises(LocalProtocolError):
         _ = txn.request
     assert txn.key == ("z9hG4bKabc", "MESSAGE")
-    assert txn.next_deadline() == pytest.approx(5.3)  # Timer K = T4
-    txn.handle_timer(5.3)
+    # Timer K = T4 after 0.3 s, rounded up to the reaping grid of half a second
+    assert txn.next_deadline() == pytest.approx(5.5)
+    txn.handle_timer(5.5)
     assert txn.state is ClientState.TERMINATED
 
 
@@ -121,8 +122,8 @@ def test_server_absorbs_retransmissions_and_resends_last_response() -> None:
     assert txn.receive_retransmission(1.0) == [Transmit(ok, UDP)]
     assert ok.serialize() == sent
     assert ok.top_via == request.top_via  # and parsed again if read
-    assert txn.next_deadline() == pytest.approx(0.6 + 32)  # Timer J = 64*T1
-    txn.handle_timer(32.6)
+    assert txn.next_deadline() == pytest.approx(33.0)  # Timer J = 64*T1 after 0.6 s, rounded up
+    txn.handle_timer(33.0)
     assert txn.terminated
 
 
@@ -173,7 +174,7 @@ def test_layer_reports_the_earliest_deadline_scheduled_since_last_asked() -> Non
     assert layer.take_earliest_scheduled() == pytest.approx(0.5)
     assert layer.take_earliest_scheduled() == float("inf")  # nothing new since
     layer.receive_response(make_response(request, 200), 0.2)  # Timer K = T4
-    assert layer.take_earliest_scheduled() == pytest.approx(5.2)
+    assert layer.take_earliest_scheduled() == pytest.approx(5.5)
 
 
 def test_icmp_unreachable_ends_the_quoted_transaction_once_past_the_grace() -> None:
@@ -297,3 +298,14 @@ def test_loss_duplication_reordering(seed: int) -> None:
     ]
     assert len(outcomes) == 10  # and every transaction ended exactly once
     assert client.active == 0
+
+
+def test_reaping_deadlines_are_rounded_up_never_down() -> None:
+    from mcmig.sip.timers import REAP_TICK, reap_at
+
+    assert reap_at(0.3, 5.0) == pytest.approx(5.5)
+    assert reap_at(1.0, 32.0) == pytest.approx(33.0)  # on the grid already: unchanged
+    assert reap_at(7.25, 0.0) == 7.25  # reliable transports end at once
+    for now in (0.0, 0.01, 0.49, 0.5, 123.456):
+        deadline = reap_at(now, 5.0)
+        assert now + 5.0 <= deadline < now + 5.0 + REAP_TICK
