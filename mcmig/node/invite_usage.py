@@ -2,9 +2,9 @@
 
 The base class of Refusals and so of SipNode (one chain, not mixins: the
 compiled core's classes have one base each), kept apart so that each module
-has one job: runtime.py
-moves messages between transports, transactions and handlers; this module
-adds what calls need on top (RFC 3261 sections 9, 12, 13 and 17.1.1/17.2.1).
+has one job: runtime.py moves messages between transports, transactions and
+handlers; this module adds what calls need on top (RFC 3261 sections 9, 12,
+13 and 17.1.1/17.2.1).
 """
 
 from __future__ import annotations

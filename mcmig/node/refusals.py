@@ -7,7 +7,6 @@ only moves messages between transports, transactions and handlers.
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import TYPE_CHECKING
 
@@ -19,23 +18,19 @@ from mcmig.sip.responses import make_response
 from mcmig.sip.uri import SipUri
 
 if TYPE_CHECKING:
-    from mcmig.node.runtime import Handler, NodeStats, Observer
-    from mcmig.sip.transaction_layer import TransactionLayer
+    from mcmig.node.runtime import Handler, Observer
     from mcmig.transport.udp import UdpTransport
 
 SUPPORTED_EXTENSIONS: frozenset[str] = frozenset()
 
 
 class Refusals(InviteUsage):
-    # Set and provided by SipNode.
-    stats: NodeStats
-    log: logging.Logger
+    # Set and provided by SipNode (stats, log, layer and _send come with InviteUsage).
     handlers: dict[str, Handler]
     max_pending: int
     max_queue_delay: float | None
     _queue_delay_since: float
     _udp: UdpTransport | None
-    layer: TransactionLayer
     observers: list[Observer]
     retry_after: int
     public_name: str
@@ -48,9 +43,6 @@ class Refusals(InviteUsage):
 
     @property
     def in_progress(self) -> int:
-        raise NotImplementedError
-
-    def _send(self, message: Request | Response, destination: TransportAddress) -> None:
         raise NotImplementedError
 
     def _local(self, transport: str) -> TransportAddress:
