@@ -50,7 +50,12 @@ async def start_deployment(
     running = RunningDeployment(deployment)
     try:
         for system in deployment.systems:
-            verifier = TokenVerifier(system.domain, [idms_key(system)])
+            verifier = TokenVerifier(
+                system.domain,
+                [idms_key(system)],
+                leeway=system.tokens.clock_skew,
+                max_lifetime=system.tokens.max_lifetime,
+            )
             for server in system.servers:
                 if only is not None and server.name not in only:
                     continue
@@ -92,7 +97,7 @@ async def start_deployment(
                     await node.start()
                     running.nodes.append(node)
                 if gw.tls is not None:
-                    names = {(p.address.host, p.address.port): p.domain for p in system.peers}
+                    names = {(p.target.host, p.target.port): p.domain for p in system.peers}
                     await external.enable_tls(
                         gw.tls.port, server_context(gw.tls), client_context(gw.tls), names
                     )

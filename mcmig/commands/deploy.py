@@ -13,6 +13,7 @@ from mcmig.commands.common import load, state_dir_of, until_signalled
 from mcmig.deployment import RunningDeployment, start_deployment
 from mcmig.errors import UsageError
 from mcmig.node.gc_pacer import GarbageCollectorPacer
+from mcmig.node.limits import bound_repeated_logs, raise_open_file_limit
 from mcmig.node.service import (
     EVENT_LOOPS,
     MAX_QUEUE_DELAY,
@@ -20,6 +21,9 @@ from mcmig.node.service import (
     shed_late_requests,
     tune_garbage_collector,
 )
+from mcmig.transport.base import TransportConfig
+
+_CONFIG = TransportConfig()
 
 
 def _milliseconds(text: str) -> int:
@@ -38,6 +42,13 @@ def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="start every node of a deployment profile",
         description="Start every node of a deployment (servers and gateways, UDP and TCP on each "
         "address), print a line with 'ready' once all listen, and run until SIGINT or SIGTERM.",
+        epilog=f"Connection caps, per node: {_CONFIG.max_connections} TCP/TLS connections in "
+        f"all and {_CONFIG.max_connections_per_host} from one address; a connection idle "
+        f"{_CONFIG.idle_timeout:g} s is closed, and a TLS handshake not finished in "
+        f"{_CONFIG.tls_handshake_timeout:g} s. At a gateway's external side, connections "
+        "from addresses that are not configured peers are closed at accept, so they never "
+        "take a peer's place. The soft limit on open files is raised to the hard limit at "
+        "start (the ready line says it).",
     )
     up.add_argument(
         "profile", metavar="FILE", help="deployment profile, e.g. sip_profiles/demo.yaml"
@@ -85,6 +96,10 @@ def run_up(args: argparse.Namespace) -> int:
         # the handshake stalls. Refused rather than half working.
         raise UsageError(f"{args.profile} uses TLS, which mcmig does not run on uvloop yet")
     factory = event_loop_factory(args.loop)
+    open_files, _ = raise_open_file_limit()
+    # A fault that repeats (an accept failing for want of descriptors) is logged
+    # at a bounded rate, not once per try.
+    bound_repeated_logs("asyncio", "mcmig.transport")
 
     async def main() -> None:
         running: list[RunningDeployment] = []
@@ -106,7 +121,8 @@ def run_up(args: argparse.Namespace) -> int:
             nodes = ", ".join(f"{n.name} {n.address}" for n in running[0].nodes)
             print(
                 f"deployment {deployment.name} ready: {nodes}; state in {state_dir}; "
-                f"event loop {args.loop}; SIP core {compiled.state()}",
+                f"event loop {args.loop}; SIP core {compiled.state()}; "
+                f"open files up to {open_files}",
                 flush=True,
             )
 

@@ -174,23 +174,3 @@ def encode(body: MigrationBody) -> bytes:
             if value is not None:
                 SubElement(element, field_name).text = value
     return b'<?xml version="1.0" encoding="UTF-8"?>\n' + tostring(root, encoding="unicode").encode()
-
-
-def is_migration_request(message: object) -> bool:
-    """A SIP message carrying a migration <request> (cheap check, no full decode)."""
-    content_type = getattr(message, "content_type", None)
-    body = getattr(message, "body", b"")
-    return content_type == CONTENT_TYPE and b"<request>" in body
-
-
-def claimed_partner_system(message: object) -> str | None:
-    """The partner-system a migration request or release says it comes from, if any."""
-    if getattr(message, "content_type", None) != CONTENT_TYPE:
-        return None
-    try:
-        body = decode(getattr(message, "body", b""))
-    except BodyError:
-        return None
-    if isinstance(body, MigrationRequest | MigrationRelease) and body.partner_system is not None:
-        return body.partner_system.lower()
-    return None

@@ -251,6 +251,20 @@ class VisitorRelease:
 VisitorChange = VisitorBinding | VisitorRelease
 
 
+class TemporaryIdTaken(Exception):
+    """A binding would take a temporary identity that another visitor holds: refused,
+    never a silent rebinding of the other visitor's traffic."""
+
+    def __init__(self, temporary_id: str, holder: str) -> None:
+        super().__init__(f"{temporary_id} is held by {holder}")
+        self.temporary_id = temporary_id
+        self.holder = holder
+
+
+# What a visitor change did: the binding it removed, None, or the refusal of a binding.
+VisitorOutcome = VisitorBinding | TemporaryIdTaken | None
+
+
 _VISITORS = """
 CREATE TABLE IF NOT EXISTS visitors (
     temporary_id  TEXT PRIMARY KEY,
@@ -273,16 +287,25 @@ class SqliteVisitorStore:
         self._db.execute("CREATE INDEX IF NOT EXISTS visitors_by_user ON visitors (mc_service_id)")
         self._batches = _BatchWriter(path)
 
-    def change_many(self, changes: list[VisitorChange]) -> list[VisitorBinding | None]:
+    def change_many(self, changes: list[VisitorChange]) -> list[VisitorOutcome]:
         """Apply bindings and releases in order, in one transaction: one fsync for the
-        batch. A binding replaces any older one of the same user; a release removes
-        the user's binding (only if it has the temporary ID given). Each outcome is
-        the binding that change removed, or None.
+        batch. A binding replaces any older one of the same user, and is refused
+        (TemporaryIdTaken, nothing written) when another user holds its temporary
+        ID; a release removes the user's binding (only if it has the temporary ID
+        given). Each outcome is the binding that change removed, None, or the refusal.
 
         Safe to call from a writer thread while the loop reads."""
-        outcomes: list[VisitorBinding | None] = []
+        outcomes: list[VisitorOutcome] = []
         with self._batches as db:
             for change in changes:
+                if isinstance(change, VisitorBinding):
+                    holder = db.execute(
+                        "SELECT mc_service_id FROM visitors WHERE temporary_id = ?",
+                        (change.temporary_id,),
+                    ).fetchone()
+                    if holder is not None and holder[0] != change.mc_service_id:
+                        outcomes.append(TemporaryIdTaken(change.temporary_id, holder[0]))
+                        continue
                 old = self._by_user(db, change.mc_service_id)
                 if isinstance(change, VisitorRelease) and not change.ends(old):
                     old = None  # none, or the release names another stay: nothing removed
@@ -290,7 +313,7 @@ class SqliteVisitorStore:
                     db.execute("DELETE FROM visitors WHERE temporary_id = ?", (old.temporary_id,))
                 if isinstance(change, VisitorBinding):
                     db.execute(
-                        "INSERT OR REPLACE INTO visitors VALUES (?, ?, ?, ?)",
+                        "INSERT INTO visitors VALUES (?, ?, ?, ?)",
                         (change.temporary_id, change.mc_service_id, change.contact, change.since),
                     )
                 outcomes.append(old)
@@ -481,7 +504,7 @@ class VisitorRegister:
         for user in store.users():
             self._count(user, +1)
         self._queued: Counter[str] = Counter()  # bindings not yet settled, by user
-        self._writes: GroupCommit[VisitorChange, VisitorBinding | None] = GroupCommit(
+        self._writes: GroupCommit[VisitorChange, VisitorOutcome] = GroupCommit(
             store.change_many, in_thread=True, settled=self._settled
         )
 
@@ -504,9 +527,12 @@ class VisitorRegister:
         return self.store.all()
 
     async def bind(self, binding: VisitorBinding) -> None:
-        """Durable when this returns; replaces any older binding of the user."""
+        """Durable when this returns; replaces any older binding of the user.
+        Raises TemporaryIdTaken when another user holds the temporary ID."""
         self._queued[binding.mc_service_id] += 1
-        await self._writes.put(binding)
+        outcome = await self._writes.put(binding)
+        if isinstance(outcome, TemporaryIdTaken):
+            raise outcome
 
     async def release(
         self, mc_service_id: str, temporary_id: str | None = None
@@ -515,20 +541,18 @@ class VisitorRegister:
         the binding removed, durably, or None if there was none to remove."""
         if not self.may_be_bound(mc_service_id):
             return None  # what SQLite would answer, after every change queued so far
-        return await self._writes.put(VisitorRelease(mc_service_id, temporary_id))
+        removed = await self._writes.put(VisitorRelease(mc_service_id, temporary_id))
+        assert not isinstance(removed, TemporaryIdTaken)  # only bindings are refused
+        return removed
 
     def _count(self, mc_service_id: str, step: int) -> None:
         slot = hash(mc_service_id) & (self.SLOTS - 1)
         count = self._counts[slot]
-        # Counts can only run high (a binding that took another user's temporary
-        # ID removed that user's row uncounted), never below zero; the guard keeps
-        # it so whatever SQLite reports.
+        # Never below zero, whatever SQLite reports.
         if count != self._FULL and count + step >= 0:
             self._counts[slot] = count + step
 
-    def _settled(
-        self, changes: list[VisitorChange], outcomes: list[VisitorBinding | None] | None
-    ) -> None:
+    def _settled(self, changes: list[VisitorChange], outcomes: list[VisitorOutcome] | None) -> None:
         for i, change in enumerate(changes):
             user = change.mc_service_id
             if isinstance(change, VisitorBinding):

@@ -3,6 +3,11 @@
 PROFILE 2.1: claims iss, sub, aud, exp, iat, jti and optionally temporary_id.
 Only ES256 is accepted; ``alg: none``, HS* and unknown key ids are refused
 before any signature check is attempted.
+
+Access tokens are bearer tokens (RFC 6750, TS 33.180): good for any number of
+requests until they expire. Nothing is kept per token. A stolen token is
+countered by TLS on the client leg and by short lifetimes (``max_lifetime``),
+not by single use, which would punish every client that retries.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 ALGORITHM = "ES256"
 LEEWAY = 30  # seconds of clock skew tolerated on exp, iat and nbf
-_JTI_BUCKET_S = 10  # width of the expiry buckets of used tokens, seconds
+MAX_LIFETIME = 3600  # seconds from iat to exp a token may span, unless the profile says
 
 
 class TokenError(Exception):
@@ -117,26 +122,32 @@ def _unverified_header(token: str) -> dict[str, Any]:
 
 
 class TokenVerifier:
-    """Checks tokens for one audience (the partner's MC system id) against its IdMS keys."""
+    """Checks tokens for one audience (the partner's MC system id) against its IdMS keys.
 
-    def __init__(self, audience: str, keys: list[IdmsKey], leeway: float = LEEWAY) -> None:
+    Every refusal raises TokenError with the reason, for the log only: peers
+    and clients learn the PROFILE cause and a fixed text, nothing of the keys
+    or of the library that checked."""
+
+    def __init__(
+        self,
+        audience: str,
+        keys: list[IdmsKey],
+        leeway: float = LEEWAY,
+        max_lifetime: float = MAX_LIFETIME,
+    ) -> None:
         self.audience = audience
         self._keys = {k.kid: k for k in keys}
         self._leeway = leeway
-        # A token is good for one authorization: the jti of each used token is kept
-        # until the token expires, as its hash, in buckets by expiry time, so that
-        # forgetting drops whole buckets. About 70 bytes a token (a dict and heap of
-        # jti strings took 250): what is kept is rate x token lifetime.
-        self._used: dict[int, set[int]] = {}
-        self._swept = 0
+        self._max_lifetime = max_lifetime
 
-    def verify(self, token: str, mc_service_id: str) -> dict[str, Any]:
+    def verify(self, token: str, mc_service_id: str, now: float | None = None) -> dict[str, Any]:
         header = _unverified_header(token)
         if header.get("alg") != ALGORITHM:
             raise TokenError(f"algorithm {header.get('alg')!r} refused")
         key = self._keys.get(str(header.get("kid")))
         if key is None:
             raise TokenError(f"unknown kid {header.get('kid')!r}")
+        clock = time.time() if now is None else now
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
@@ -145,33 +156,37 @@ class TokenVerifier:
                 audience=self.audience,
                 issuer=key.issuer,
                 leeway=self._leeway,
-                options={"require": ["iss", "sub", "aud", "exp", "iat", "jti"]},
+                options={
+                    "require": ["iss", "sub", "aud", "exp", "iat", "jti"],
+                    # exp, iat and nbf are checked below, on our clock (a replay
+                    # of a capture runs on the capture's).
+                    "verify_exp": False,
+                    "verify_iat": False,
+                    "verify_nbf": False,
+                },
             )
         except jwt.PyJWTError as exc:
             raise TokenError(f"{type(exc).__name__}: {exc}") from None
-        if claims["iat"] > time.time() + self._leeway:
-            raise TokenError("issued in the future")
+        _check_times(claims, clock, self._leeway, self._max_lifetime)
         if claims["sub"] != mc_service_id:
             raise TokenError("sub does not match the MC service ID")
-        self._remember(str(claims["jti"]), float(claims["exp"]))
         return claims
 
-    def _remember(self, jti: str, expires: float) -> None:
-        # Buckets below the horizon hold only tokens that expired more than the
-        # leeway ago, which decode() refuses anyway.
-        horizon = int((time.time() - self._leeway) // _JTI_BUCKET_S)
-        if horizon > self._swept:
-            for old in [b for b in self._used if b < horizon]:
-                del self._used[old]
-            self._swept = horizon
-        # A replay carries the same exp, so it lands in the same bucket. The hash is
-        # 64 bits and salted per process: no peer can aim a collision.
-        bucket = self._used.setdefault(int(expires // _JTI_BUCKET_S), set())
-        mark = hash(jti)
-        if mark in bucket:
-            raise TokenError("token replayed (jti already used)")
-        bucket.add(mark)
 
-    @property
-    def remembered(self) -> int:
-        return sum(len(bucket) for bucket in self._used.values())
+def _number(claims: dict[str, Any], name: str) -> float:
+    value = claims[name]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TokenError(f"{name} is not a number")
+    return float(value)
+
+
+def _check_times(claims: dict[str, Any], now: float, leeway: float, max_lifetime: float) -> None:
+    issued, expires = _number(claims, "iat"), _number(claims, "exp")
+    if expires <= now - leeway:
+        raise TokenError("expired")
+    if issued > now + leeway:
+        raise TokenError("issued in the future")
+    if "nbf" in claims and _number(claims, "nbf") > now + leeway:
+        raise TokenError("not yet valid (nbf)")
+    if expires - issued > max_lifetime:
+        raise TokenError(f"lifetime {expires - issued:g} s exceeds {max_lifetime:g} s")

@@ -8,12 +8,13 @@ only moves messages between transports, transactions and handlers.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from mcmig.node.invite_usage import InviteUsage
 from mcmig.sip.errors import SipParseError
 from mcmig.sip.message import Request, Response
-from mcmig.sip.peer import TransportAddress, response_destination
+from mcmig.sip.peer import TransportAddress, response_destination, stamp_received
 from mcmig.sip.responses import make_response
 from mcmig.sip.uri import SipUri
 
@@ -22,6 +23,9 @@ if TYPE_CHECKING:
     from mcmig.transport.udp import UdpTransport
 
 SUPPORTED_EXTENSIONS: frozenset[str] = frozenset()
+
+# The refusal for a request from a sender that may not talk to a node at all, or None.
+Gatekeeper = Callable[[Request, TransportAddress], Response | None]
 
 
 class Refusals(InviteUsage):
@@ -36,6 +40,9 @@ class Refusals(InviteUsage):
     public_name: str
     shed_body: bytes | None
     shed_content_type: str
+    # Set by a node at a system's border: the refusal for a request from a sender
+    # that may not talk to us at all, or None to let it in.
+    gatekeeper: Gatekeeper | None
 
     @property
     def address(self) -> str:
@@ -58,6 +65,9 @@ class Refusals(InviteUsage):
             and all(partial.has(h) for h in ("Via", "From", "To", "Call-ID", "CSeq"))
         ):
             try:
+                # received and rport first: the answer goes where the request came
+                # from (RFC 3581), which for a client behind NAT is not its sent-by.
+                stamp_received(partial, source)
                 response = make_response(
                     partial, exc.status, headers=[("Warning", self._warning(exc))]
                 )
@@ -74,8 +84,32 @@ class Refusals(InviteUsage):
         self.log.info("dropped malformed message from %s: %s", source, exc.reason)
 
     def _warning(self, exc: SipParseError) -> str:
+        # PROFILE 2.5: the system's public name as agent, the cause token first.
         text = exc.reason.replace("\\", "").replace('"', "'")
-        return f'399 {self.address} "{text}"'
+        if exc.status == 400:
+            text = f"bad-request: {text}"
+        return f'399 {self.public_name} "{text}"'
+
+    def _turned_away(self, request: Request, source: TransportAddress) -> bool:
+        """A request from a sender the gatekeeper refuses: answered without a
+        transaction (a refusal retransmitted over 32 s would reflect eleven
+        times over), an ACK dropped; logged at a bounded rate."""
+        if self.gatekeeper is None:
+            return False
+        refusal = self.gatekeeper(request, source)
+        if refusal is None:
+            return False
+        self.stats.turned_away += 1
+        if self.stats.turned_away % 1000 == 1:
+            self.log.warning(
+                "refused %s from %s: not a peer (%d so far)",
+                request.method,
+                source,
+                self.stats.turned_away,
+            )
+        if request.method != "ACK":
+            self._send(refusal, self._stateless_destination(request, source))
+        return True
 
     def _overloaded(self, request: Request) -> bool:
         """Too much in hand already: new work is refused early, at almost no cost,

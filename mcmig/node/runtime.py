@@ -19,7 +19,7 @@ from mcmig.node.dialogs import Dialog, InviteServerHandle, OutgoingInvite
 from mcmig.node.errors import SipTimeoutError, SipTransportError
 from mcmig.node.inline import InlineRun, Reply
 from mcmig.node.invite_usage import InviteHandler
-from mcmig.node.refusals import Refusals
+from mcmig.node.refusals import Gatekeeper, Refusals
 from mcmig.sip.errors import SipParseError
 from mcmig.sip.ids import new_branch
 from mcmig.sip.invite_client_transaction import InviteClientTransaction
@@ -45,7 +45,7 @@ from mcmig.sip.transaction_layer import (
 )
 from mcmig.sip.uri import SipUri, host_reference
 from mcmig.sip.via import Via
-from mcmig.transport.base import TransportConfig, format_hostport
+from mcmig.transport.base import ConnectionGate, TransportConfig, format_hostport
 from mcmig.transport.memory import MemoryNetwork, MemoryTransport
 from mcmig.transport.stream import StreamTransport
 from mcmig.transport.udp import UdpTransport
@@ -72,6 +72,7 @@ class NodeStats:
     handler_errors: int = 0
     retransmissions: int = 0  # of our own requests, over UDP (Timer E)
     shed: int = 0  # requests answered 503 because the node was overloaded
+    turned_away: int = 0  # requests from senders the gatekeeper refused, statelessly
     unreachable: int = 0  # ICMP unreachable errors for datagrams we sent
     by_method: dict[str, int] = field(default_factory=dict)
 
@@ -107,6 +108,9 @@ class SipNode(Refusals):
         self.public_name = "-"
         self.shed_body: bytes | None = None
         self.shed_content_type = "application/octet-stream"
+        self.gatekeeper: Gatekeeper | None = None
+        # At a border: which remote addresses may hold TCP/TLS connections at all.
+        self.connection_gate: ConnectionGate | None = None
         self.invite_handler: InviteHandler | None = None
         self.dialogs: dict[tuple[str, str], Dialog] = {}
         self._invites: dict[int, OutgoingInvite] = {}
@@ -140,6 +144,7 @@ class SipNode(Refusals):
         if self.port == 0:
             self.port = self._udp.local_port
         tcp = StreamTransport("TCP", self.config, self._on_bytes, self._on_failure)
+        tcp.gate = self.connection_gate
         await tcp.listen(self.host, self.port)
         self._streams["TCP"] = tcp
 
@@ -153,6 +158,7 @@ class SipNode(Refusals):
         """Listen for SIP over TLS on ``port`` too, and connect out with ``client``."""
         tls = StreamTransport("TLS", self.config, self._on_bytes, self._on_failure, server, client)
         tls.expected_names.update(expected_names)
+        tls.gate = self.connection_gate
         await tls.listen(self.host, port)
         self._streams["TLS"] = tls
         self.ports["TLS"] = port
@@ -254,7 +260,7 @@ class SipNode(Refusals):
             message = parse_message(data, datagram=datagram, limits=self.config.limits)
             if isinstance(message, Request):
                 stamp_received(message, source)
-                if self._shed_statelessly(message, source):
+                if self._turned_away(message, source) or self._shed_statelessly(message, source):
                     return
                 events = self.layer.receive_request(message, source, self._loop.time())
             else:

@@ -12,25 +12,50 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from mcmig.node.dialogs import Dialog, InviteServerHandle, target_address
 from mcmig.node.runtime import SipNode, SipTimeoutError, SipTransportError
-from mcmig.nodes.hiding import RELAYED_HEADERS, plain_reason
+from mcmig.nodes.hiding import RELAYED_HEADERS, Hiding, plain_reason
 from mcmig.sip.message import Request, Response
 from mcmig.sip.peer import TransportAddress
+from mcmig.sip.responses import make_response
 
 
-def _answer_headers(
-    response: Response, contact_filter: Callable[[str], bool]
-) -> list[tuple[str, str]]:
-    headers = [(n, v) for n in RELAYED_HEADERS for v in response.get_all(n)]
+@dataclass(frozen=True)
+class CallBorder:
+    """A gateway's call: answers sent out on ``external`` are hidden by ``hiding``."""
+
+    external: SipNode
+    hiding: Hiding
+
+    def toward(self, node: SipNode) -> Hiding | None:
+        return self.hiding if node is self.external else None
+
+
+def _answer_headers(response: Response, hiding: Hiding | None) -> list[tuple[str, str]]:
+    """The headers of a relayed answer: Warnings (rewritten when the answer leaves
+    a system), the allow-listed few, and, for a redirect, public Contacts only."""
+    headers = [
+        (n, v if hiding is None or n != "Warning" else hiding.warning(v))
+        for n in RELAYED_HEADERS
+        for v in response.get_all(n)
+    ]
     if response.status // 100 == 3:
         headers += [
-            ("Contact", f"<{c.uri}>") for c in response.contacts if contact_filter(str(c.uri))
+            ("Contact", f"<{c.uri}>")
+            for c in response.contacts
+            if hiding is None or hiding.public_contact(str(c.uri))
         ]
     if response.body and response.get("Content-Type"):
         headers.append(("Content-Type", response.get("Content-Type") or ""))
     return headers
+
+
+def _reason(response: Response, hiding: Hiding | None, default: str = "OK") -> str:
+    if hiding is None:
+        return plain_reason(response.reason, default)
+    return hiding.reason(response.reason, default)
 
 
 async def relay_invite(
@@ -39,15 +64,22 @@ async def relay_invite(
     handle: InviteServerHandle,
     leg_b: Request,
     destination: TransportAddress,
-    contact_filter: Callable[[str], bool] = lambda uri: True,
+    border: CallBorder | None = None,
 ) -> None:
-    """Place ``leg_b`` and answer ``handle`` with what comes back; bridge the call on 2xx."""
+    """Place ``leg_b`` and answer ``handle`` with what comes back; bridge the call on 2xx.
+
+    With a ``border``, every answer that leaves through its external node,
+    provisional ones included, has its Warning agents, reason phrase and free
+    text hidden, as a gateway does for MESSAGE."""
+    hiding = None if border is None else border.toward(node_in)
     leg_b.set("Contact", f"<{node_out.uri}>")
     out = node_out.invite(
         leg_b,
         destination,
         on_provisional=lambda r: (
-            handle.respond(handle.response(r.status, reason=r.reason)) if r.status != 100 else None
+            handle.respond(handle.response(r.status, reason=_reason(r, hiding, "Progress")))
+            if r.status != 100
+            else None
         ),
     )
     cancelled: asyncio.Future[object] = asyncio.ensure_future(handle.cancelled.wait())
@@ -70,19 +102,12 @@ async def relay_invite(
     try:
         final = out.final.result()
     except (SipTimeoutError, SipTransportError):
-        handle.respond(
-            handle.response(
-                504, headers=[("Warning", '399 - "timeout: no answer from the next hop"')]
-            )
-        )
+        handle.respond(handle.response(504, [_timeout_warning(node_in)]))
         return
     if final.status // 100 != 2:
         handle.respond(
             handle.response(
-                final.status,
-                _answer_headers(final, contact_filter),
-                final.body,
-                _plain(final.reason),
+                final.status, _answer_headers(final, hiding), final.body, _reason(final, hiding)
             )
         )
         return
@@ -106,13 +131,14 @@ async def relay_invite(
         handler=lambda r, s, h: _no_handler(r),
         remote_cseq=request.cseq.seq,
     )
-    bridge(node_in, leg_a_dialog, node_out, leg_b_dialog)
-    headers = [("Contact", f"<{node_in.uri}>"), *_answer_headers(final, contact_filter)]
-    handle.respond(handle.response(final.status, headers, final.body, _plain(final.reason)))
+    bridge(node_in, leg_a_dialog, node_out, leg_b_dialog, border)
+    headers = [("Contact", f"<{node_in.uri}>"), *_answer_headers(final, hiding)]
+    handle.respond(handle.response(final.status, headers, final.body, _reason(final, hiding)))
 
 
-def _plain(reason: str) -> str:
-    return plain_reason(reason, default="OK")
+def _timeout_warning(node: SipNode) -> tuple[str, str]:
+    """PROFILE 2.5: the answering system's public name, never a node's."""
+    return ("Warning", f'399 {node.public_name} "timeout: no answer from the next hop"')
 
 
 async def _no_handler(request: Request) -> Response | None:
@@ -144,26 +170,31 @@ async def _send_in_dialog(node: SipNode, dialog: Dialog, request: Request) -> Re
         return None
 
 
-def bridge(node_a: SipNode, a: Dialog, node_b: SipNode, b: Dialog) -> None:
+def bridge(
+    node_a: SipNode, a: Dialog, node_b: SipNode, b: Dialog, border: CallBorder | None = None
+) -> None:
     """Connect two dialogs: what arrives on one is sent on the other."""
-    a.handler = _relay_handler(node_a, a, node_b, b)
-    b.handler = _relay_handler(node_b, b, node_a, a)
+    a.handler = _relay_handler(node_a, a, node_b, b, border)
+    b.handler = _relay_handler(node_b, b, node_a, a, border)
     node_a.dialogs[a.key] = a
     node_b.dialogs[b.key] = b
 
 
 def _relay_handler(
-    node_x: SipNode, x: Dialog, node_y: SipNode, y: Dialog
+    node_x: SipNode, x: Dialog, node_y: SipNode, y: Dialog, border: CallBorder | None
 ) -> Callable[
     [Request, TransportAddress, InviteServerHandle | None], asyncio.Future[Response | None]
 ]:
+    # Answers to what arrives on leg X go out on node X: hidden if that is the border.
+    hiding = None if border is None else border.toward(node_x)
+
     async def handle(
         request: Request, source: TransportAddress, invite: InviteServerHandle | None
     ) -> Response | None:
         if request.method == "ACK":
             return None  # ACKs end at each leg: we ACK the other leg ourselves
         if invite is not None:
-            await _relay_reinvite(node_y, y, x, invite)
+            await _relay_reinvite(node_y, y, x, invite, hiding)
             return None
         if request.method == "BYE":
             node_x.dialogs.pop(x.key, None)
@@ -172,23 +203,25 @@ def _relay_handler(
             node_x.log.info(
                 "call %s ended (%s)", x.call_id, "BYE answered" if response else "other leg gone"
             )
-            from mcmig.sip.responses import make_response
-
             return make_response(request, 200)
         onward = y.request(request.method, request.body, request.get("Content-Type"))
         response = await _send_in_dialog(node_y, y, onward)
         if response is None:
-            return make_response(request, 504)
-        headers = _answer_headers(response, lambda uri: False)
+            return make_response(request, 504, headers=[_timeout_warning(node_x)])
+        headers = _answer_headers(response, hiding)
         return make_response(
-            request, response.status, _plain(response.reason), headers=headers, body=response.body
+            request,
+            response.status,
+            _reason(response, hiding),
+            headers=headers,
+            body=response.body if response.get("Content-Type") else b"",
         )
 
     return handle  # type: ignore[return-value]
 
 
 async def _relay_reinvite(
-    node_y: SipNode, y: Dialog, x: Dialog, invite: InviteServerHandle
+    node_y: SipNode, y: Dialog, x: Dialog, invite: InviteServerHandle, hiding: Hiding | None
 ) -> None:
     """A re-INVITE on leg X goes on as a re-INVITE on leg Y; glare gives 491 (14.1)."""
     if x.pending_invite or y.pending_invite:
@@ -208,5 +241,5 @@ async def _relay_reinvite(
         y.pending_invite = False
     if final.status // 100 == 2:
         node_y.send_ack(out, y.request("ACK", cseq=onward.cseq.seq), y.destination)
-    headers = [("Contact", f"<{x.local_contact}>"), *_answer_headers(final, lambda uri: False)]
-    invite.respond(invite.response(final.status, headers, final.body, _plain(final.reason)))
+    headers = [("Contact", f"<{x.local_contact}>"), *_answer_headers(final, hiding)]
+    invite.respond(invite.response(final.status, headers, final.body, _reason(final, hiding)))

@@ -11,24 +11,32 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from mcmig.mc.body import BodyError, claimed_partner_system, is_migration_request
+from mcmig.mc.body import (
+    CONTENT_TYPE,
+    BodyError,
+    MigrationBody,
+    MigrationRelease,
+    MigrationRequest,
+    decode,
+)
 from mcmig.mc.causes import Cause, failure_response
 from mcmig.node.dialogs import InviteServerHandle
 from mcmig.node.runtime import SipNode
 from mcmig.nodes.b2bua import forward, next_max_forwards, shed_like_the_profile, too_many_hops
-from mcmig.nodes.call_relay import relay_invite
+from mcmig.nodes.call_relay import CallBorder, relay_invite
 from mcmig.nodes.hiding import (
     crossing_request,
     entering_response,
     leaving_response,
     outbound_body,
+    system_hiding,
 )
-from mcmig.profiles.model import GatewayProfile, SystemProfile
-from mcmig.sip.errors import SipParseError
+from mcmig.nodes.trust import Border, claim_refusal, release_refusal
+from mcmig.profiles.model import GatewayProfile, Peer, SystemProfile
 from mcmig.sip.message import Request, Response
 from mcmig.sip.peer import TransportAddress
 from mcmig.sip.responses import make_response
-from mcmig.sip.uri import SipUri, is_ip_address, parse_sip_uri
+from mcmig.sip.uri import SipUri
 
 
 class McGateway:
@@ -44,9 +52,9 @@ class McGateway:
         self.external = external
         self.system = system
         self.profile = profile
-        self._peer_hosts = {p.address.host: p.domain for p in system.peers}
+        self.border = Border(system)
         names = [s.name for s in system.servers] + [profile.name]
-        self._inner_names = frozenset(names)
+        self.hiding = system_hiding(system.domain, [p.domain for p in system.peers], names)
         internal.handlers["MESSAGE"] = self.outbound
         external.handlers["MESSAGE"] = self.inbound
         external.handlers["OPTIONS"] = self.options
@@ -54,6 +62,21 @@ class McGateway:
         external.invite_handler = self.inbound_invite
         for node in (internal, external):
             shed_like_the_profile(node, system.public_name)
+        external.gatekeeper = self._gatekeeper
+        # Strangers' connections are closed at accept: a flood of them never takes
+        # a place under the connection caps that a peer needs.
+        external.connection_gate = self.border.is_peer_host
+
+    def _gatekeeper(self, request: Request, source: TransportAddress) -> Response | None:
+        """Strangers at the external side learn nothing (no Allow list, whatever the
+        method) and cost nothing (no transaction): PROFILE 5. A configured peer that
+        breaks its TLS rules is told which."""
+        peer, refusal = self._authenticate_peer(source)
+        if refusal is None:
+            return None
+        self.external.log.debug("turned away %s from %s: %s", request.method, source, refusal)
+        text = refusal if peer is not None else "not a configured peer"
+        return failure_response(request, Cause.PEER_NOT_AUTHORIZED, text, self.agent)
 
     @property
     def agent(self) -> str:
@@ -80,7 +103,7 @@ class McGateway:
             body = outbound_body(request, self.profile.external.uri)
         except BodyError as exc:
             return self.fail(self.internal, request, Cause.BAD_REQUEST, exc.reason)
-        onward = crossing_request(request, body, self.system.domain, next_max_forwards(request))
+        onward = crossing_request(request, body, self.hiding, next_max_forwards(request))
         return await self._relay(
             self.external,
             request,
@@ -117,46 +140,57 @@ class McGateway:
 
     async def options(self, request: Request, source: TransportAddress) -> Response:
         """Health checks, for peers only: others learn nothing, not even the Allow list."""
-        refusal = self._authenticate_peer(source)
+        refusal = self._authenticate_peer(source)[1]
         if refusal is not None:
             return self.fail(self.external, request, Cause.PEER_NOT_AUTHORIZED, refusal)
         return make_response(request, 200, headers=[("Allow", self.external.allow_header())])
 
-    def _claimed_system(self, request: Request, source: TransportAddress) -> str | None:
-        """A peer may speak only for itself: in a migration request or release for one of
-        our users, partner-system must name that peer. (A release our primary sends to a
-        partner names the partner itself, and is not checked here.)"""
-        uri = request.uri
-        if not isinstance(uri, SipUri) or not self.system.users.is_user(uri.user or ""):
+    def _claims_refusal(
+        self, request: Request, body: MigrationBody | None, peer: Peer
+    ) -> str | None:
+        """A peer may speak only for itself (trust.claim_refusal): checked on every
+        migration request or release it sends in, to our users and to the
+        temporary identities of our visitors alike."""
+        if not isinstance(body, MigrationRequest | MigrationRelease):
             return None
-        claimed = claimed_partner_system(request)
-        peer = self._peer_hosts.get(source.host)
-        if claimed is not None and claimed != peer:
-            return f"partner-system {claimed} is not the peer {peer}"
-        return None
+        assert isinstance(request.uri, SipUri)
+        if isinstance(body, MigrationRelease) and not self.system.users.is_user(
+            request.uri.user or ""
+        ):
+            # A release from a user's primary system, ending a stay here.
+            return release_refusal(body, peer, self.system.domain)
+        return claim_refusal(body, peer)
 
-    def _authenticate_peer(self, source: TransportAddress) -> str | None:
-        """Why a request from ``source`` is refused, or None: by address, and by
-        certificate identity when the peer is configured for TLS."""
-        domain = self._peer_hosts.get(source.host)
-        if domain is None:
-            return "not a configured peer"
-        peer = self.system.peer(domain)
-        assert peer is not None
+    def _authenticate_peer(self, source: TransportAddress) -> tuple[Peer | None, str | None]:
+        """The peer that sent from ``source``, and why it is refused (or None): by
+        address, and by certificate identity when the peer is configured for TLS."""
+        peer = self.border.peer_at(source)
+        if peer is None:
+            return None, "not a configured peer"
         if peer.transport == "TLS":
             if source.transport != "TLS":
-                return f"{domain} must use TLS"
-            if domain not in self.external.peer_names(source):
-                return f"certificate does not name {domain}"
-        return None
+                return peer, f"{peer.domain} must use TLS"
+            if peer.domain not in self.external.peer_names(source):
+                return peer, f"certificate does not name {peer.domain}"
+        return peer, None
 
     # -- another system -> inside (PROFILE step 5) ----------------------------------------------
     async def inbound(self, request: Request, source: TransportAddress) -> Response:
-        refusal = self._authenticate_peer(source) or self._claimed_system(request, source)
+        peer, refusal = self._authenticate_peer(source)
         if refusal is not None:
             return self.fail(self.external, request, Cause.PEER_NOT_AUTHORIZED, refusal)
+        assert peer is not None
         if not isinstance(request.uri, SipUri):
             return make_response(request, 416)
+        body: MigrationBody | None = None
+        if request.content_type == CONTENT_TYPE:
+            try:
+                body = decode(request.body)  # parsed, never matched as text
+            except BodyError as exc:
+                return self.fail(self.external, request, Cause.BAD_REQUEST, exc.reason)
+        refusal = self._claims_refusal(request, body, peer)
+        if refusal is not None:
+            return self.fail(self.external, request, Cause.PEER_NOT_AUTHORIZED, refusal)
         hops = too_many_hops(request)
         if hops is not None:
             return hops
@@ -165,15 +199,13 @@ class McGateway:
             return self.fail(
                 self.external, request, Cause.UNKNOWN_USER, f"{uri.aor} is not of this system"
             )
-        if is_migration_request(request) and not self.system.users.is_user(uri.user or ""):
+        if isinstance(body, MigrationRequest) and not self.system.users.is_user(uri.user or ""):
             # PROFILE step 5: the primary gateway maps MC service IDs to their server.
             return self.fail(
                 self.external, request, Cause.UNKNOWN_USER, f"{uri.aor} is not a user here"
             )
         server = self.system.servers[0]
-        onward = crossing_request(
-            request, request.body, uri.host.lower(), next_max_forwards(request)
-        )
+        onward = crossing_request(request, request.body, self.hiding, next_max_forwards(request))
         return await self._relay(
             self.internal,
             request,
@@ -181,7 +213,7 @@ class McGateway:
             server.listen.address(),
             self.system.timeouts.gateway_inbound,
             self.agent,
-            relay=lambda up, down, agent: leaving_response(up, down, agent, self._inner_names),
+            relay=lambda up, down, agent: leaving_response(up, down, self.hiding),
         )
 
     # -- calls (PROFILE 4): the same routing, two bridged dialogs ---------------------------
@@ -196,14 +228,14 @@ class McGateway:
                 handle.response(404, [("Warning", f'399 {self.agent} "unknown-mc-system"')])
             )
             return
-        leg_b = crossing_request(
-            request, request.body, self.system.domain, next_max_forwards(request)
+        leg_b = crossing_request(request, request.body, self.hiding, next_max_forwards(request))
+        await relay_invite(
+            self.internal, self.external, handle, leg_b, peer.target, self._border_of_calls()
         )
-        await relay_invite(self.internal, self.external, handle, leg_b, peer.target, _public)
 
     async def inbound_invite(self, handle: InviteServerHandle) -> None:
         request = handle.request
-        refusal = self._authenticate_peer(handle.source)
+        refusal = self._authenticate_peer(handle.source)[1]
         if refusal is not None:
             self.external.log.info("403 peer-not-authorized: %s", refusal)
             handle.respond(
@@ -215,17 +247,12 @@ class McGateway:
         if not isinstance(request.uri, SipUri) or request.max_forwards == 0:
             handle.respond(handle.response(416 if not isinstance(request.uri, SipUri) else 483))
             return
-        leg_b = crossing_request(
-            request, request.body, request.uri.host.lower(), next_max_forwards(request)
-        )
+        leg_b = crossing_request(request, request.body, self.hiding, next_max_forwards(request))
         server = self.system.servers[0].listen.address()
-        await relay_invite(self.external, self.internal, handle, leg_b, server, _public)
+        await relay_invite(
+            self.external, self.internal, handle, leg_b, server, self._border_of_calls()
+        )
 
-
-def _public(uri: str) -> bool:
-    """Only a public identity may cross in a redirect's Contact, never an address."""
-    try:
-        parsed = parse_sip_uri(uri)
-    except SipParseError:
-        return False
-    return parsed.user is not None and not is_ip_address(parsed.host) and "." in parsed.host
+    def _border_of_calls(self) -> CallBorder:
+        """What a call's answers and in-dialog traffic hide on their way out."""
+        return CallBorder(self.external, self.hiding)

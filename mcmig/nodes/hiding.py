@@ -9,7 +9,8 @@ Warning text (with our agent), cause body and a short allow-list.
 from __future__ import annotations
 
 import re
-from dataclasses import replace
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 
 from mcmig.mc.body import (
     CONTENT_TYPE,
@@ -20,13 +21,19 @@ from mcmig.mc.body import (
     encode,
 )
 from mcmig.mc.causes import rewrite_warning_agent
+from mcmig.sip.errors import SipParseError
 from mcmig.sip.message import Request, Response
 from mcmig.sip.requests import make_request
 from mcmig.sip.responses import make_response
-from mcmig.sip.uri import SipUri, is_ip_address
+from mcmig.sip.uri import SipUri, parse_sip_uri
 
 _IP_LITERAL_RE = re.compile(
     r"\[?[0-9A-Fa-f]*:[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*\]?|\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?"
+)
+# A dotted host name in free text: labels of letters, digits and hyphens, the last
+# one starting with a letter (so "8.5 s" is not one).
+_HOST_NAME_RE = re.compile(
+    r"(?<![\w.-])(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z][A-Za-z0-9-]*(?![\w-])"
 )
 
 # Response headers that may cross, besides those rebuilt (Via, From, To,
@@ -39,16 +46,57 @@ _RESPONSE_ALLOWED = frozenset(RESPONSE_ALLOW)
 _ALLOW_ORDER = {name: i for i, name in enumerate(RESPONSE_ALLOW)}
 
 
-def public_uri(uri: SipUri, own_domain: str) -> SipUri:
-    """A URI fit to leave the system: no parameters or headers, no IP host.
+@dataclass(frozen=True)
+class Hiding:
+    """What one system shows at its border: its public name, the domains that may
+    be named on the wire (its own and its peers'), and its nodes' names."""
 
-    Users are named by their public identities (MC service ID, temporary
-    identity, PSI); a URI naming a host by address is replaced by our domain.
-    """
-    host = uri.host
-    if is_ip_address(host) or "." not in host:
-        host = own_domain
-    return SipUri(host=host, user=uri.user, scheme=uri.scheme)
+    agent: str
+    public_domains: frozenset[str]
+    inner_names: frozenset[str] = frozenset()
+
+    def uri(self, uri: SipUri) -> SipUri:
+        """A URI fit to leave the system: no parameters or headers, and a host only
+        when it is a public domain. Users are named by their public identities (MC
+        service ID, temporary identity, PSI); any other host (an address, an
+        internal name such as pc7.lab.primary.internal) becomes our domain."""
+        host = uri.host.lower()
+        if host not in self.public_domains:
+            host = self.agent
+        return SipUri(host=host, user=uri.user, scheme=uri.scheme)
+
+    def text(self, text: str) -> str:
+        """Free text leaving the system keeps its words but loses addresses, host
+        names that are not public, and the names of our nodes."""
+        text = _IP_LITERAL_RE.sub("[address withheld]", text)
+        for name in sorted(self.inner_names, key=len, reverse=True):
+            if name:
+                text = re.sub(re.escape(name), "[node]", text, flags=re.IGNORECASE)
+        return _HOST_NAME_RE.sub(self._public_or_withheld, text)
+
+    def _public_or_withheld(self, match: re.Match[str]) -> str:
+        name = match.group(0)
+        return name if name.lower() in self.public_domains else "[host withheld]"
+
+    def warning(self, value: str) -> str:
+        return self.text(rewrite_warning_agent(value, self.agent))
+
+    def reason(self, reason: str, default: str = "Unknown") -> str:
+        return plain_reason(self.text(reason), default)
+
+    def public_contact(self, uri: str) -> bool:
+        """Only a public identity may cross in a redirect's Contact, never an address."""
+        try:
+            parsed = parse_sip_uri(uri)
+        except SipParseError:
+            return False
+        return parsed.user is not None and parsed.host.lower() in self.public_domains
+
+
+def system_hiding(
+    domain: str, peer_domains: Iterable[str], inner_names: Iterable[str] = ()
+) -> Hiding:
+    return Hiding(domain, frozenset({domain, *peer_domains}), frozenset(inner_names))
 
 
 def outbound_body(request: Request, external_uri: str) -> bytes:
@@ -64,30 +112,26 @@ def outbound_body(request: Request, external_uri: str) -> bytes:
     return encode(body)
 
 
-def crossing_request(request: Request, body: bytes, own_domain: str, max_forwards: int) -> Request:
+def crossing_request(request: Request, body: bytes, hiding: Hiding, max_forwards: int) -> Request:
     """A new request for the other side: fresh Call-ID, tags, CSeq; our Via is added on send."""
     assert isinstance(request.uri, SipUri)
     from_uri = request.from_.uri
     to_uri = request.to.uri
     return make_request(
         request.method,
-        public_uri(request.uri, own_domain),
-        from_uri=str(
-            public_uri(from_uri, own_domain) if isinstance(from_uri, SipUri) else from_uri
-        ),
-        to_uri=str(public_uri(to_uri, own_domain) if isinstance(to_uri, SipUri) else to_uri),
+        hiding.uri(request.uri),
+        from_uri=str(hiding.uri(from_uri) if isinstance(from_uri, SipUri) else from_uri),
+        to_uri=str(hiding.uri(to_uri) if isinstance(to_uri, SipUri) else to_uri),
         body=body,
         content_type=request.get("Content-Type") if body else None,
         max_forwards=max_forwards,
     )
 
 
-def leaving_response(
-    upstream: Request, response: Response, agent: str, inner_names: frozenset[str] = frozenset()
-) -> Response:
+def leaving_response(upstream: Request, response: Response, hiding: Hiding) -> Response:
     """A response leaving our system: Warning agents become our public name, and
-    free text loses IP addresses and the names of our nodes."""
-    return crossing_response(upstream, response, agent, inner_names)
+    free text loses addresses, internal host names and the names of our nodes."""
+    return crossing_response(upstream, response, hiding)
 
 
 def entering_response(upstream: Request, response: Response, agent: str) -> Response:
@@ -95,23 +139,13 @@ def entering_response(upstream: Request, response: Response, agent: str) -> Resp
     return crossing_response(upstream, response, None)
 
 
-def crossing_response(
-    upstream: Request,
-    response: Response,
-    agent: str | None,
-    inner_names: frozenset[str] = frozenset(),
-) -> Response:
+def crossing_response(upstream: Request, response: Response, hiding: Hiding | None) -> Response:
     """The answer to ``upstream`` built from what the other side answered."""
-
-    def clean(text: str) -> str:
-        return text if agent is None else scrub(text, inner_names)
-
     warnings: list[tuple[str, str]] = []
     allowed: list[tuple[str, str]] = []
     for name, value in response.headers:  # one pass: this runs for every response relayed
         if name == "Warning":
-            value = value if agent is None else clean(rewrite_warning_agent(value, agent))
-            warnings.append((name, value))
+            warnings.append((name, value if hiding is None else hiding.warning(value)))
         elif name in _RESPONSE_ALLOWED:
             allowed.append((name, value))
     # Warnings first, then the allowed headers in RESPONSE_ALLOW's order.
@@ -124,22 +158,14 @@ def crossing_response(
         except BodyError:
             pass
         else:
-            if isinstance(cause, MigrationFailure) and agent is not None:
-                cause = replace(cause, text=clean(cause.text))
-            body = encode(cause) if agent is not None else response.body
+            if isinstance(cause, MigrationFailure) and hiding is not None:
+                cause = replace(cause, text=hiding.text(cause.text))
+            body = encode(cause) if hiding is not None else response.body
             headers.append(("Content-Type", CONTENT_TYPE))
     status = 500 if response.status == 408 else response.status  # RFC 4320: never pass on a 408
     reason = response.reason if status == response.status else "Server Internal Error"
-    return make_response(upstream, status, plain_reason(reason), headers=headers, body=body)
-
-
-def scrub(text: str, inner_names: frozenset[str] = frozenset()) -> str:
-    """Free text leaving the system keeps its words but loses IP addresses and inner names."""
-    text = _IP_LITERAL_RE.sub("[address withheld]", text)
-    for name in sorted(inner_names, key=len, reverse=True):
-        if name:
-            text = re.sub(re.escape(name), "[node]", text, flags=re.IGNORECASE)
-    return text
+    reason = plain_reason(reason) if hiding is None else hiding.reason(reason)
+    return make_response(upstream, status, reason, headers=headers, body=body)
 
 
 def plain_reason(reason: str, default: str = "Unknown") -> str:

@@ -4,7 +4,6 @@ the migration lifecycle (section 3) and traffic to users (section 4)."""
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 from collections import Counter
 
@@ -18,6 +17,7 @@ from mcmig.mc.body import (
     system_domain,
 )
 from mcmig.mc.causes import Cause, failure_response, unsupported_media_type
+from mcmig.mc.identities import new_temporary_id
 from mcmig.mc.registry import (
     GroupCommit,
     MigrationChange,
@@ -27,6 +27,7 @@ from mcmig.mc.registry import (
     MigrationStore,
     SqliteMigrationStore,
     SqliteVisitorStore,
+    TemporaryIdTaken,
     VisitorBinding,
     VisitorRegister,
     new_record,
@@ -37,12 +38,16 @@ from mcmig.node.runtime import SipNode, SipTimeoutError, SipTransportError
 from mcmig.nodes.b2bua import forward, next_max_forwards, shed_like_the_profile, too_many_hops
 from mcmig.nodes.call_relay import relay_invite
 from mcmig.nodes.routing import Forward, Redirect, UserLocator
+from mcmig.nodes.trust import Border, claim_refusal, release_refusal
 from mcmig.profiles.model import ServerProfile, SystemProfile
 from mcmig.sip.message import Request, Response
 from mcmig.sip.peer import TransportAddress
 from mcmig.sip.requests import make_request
 from mcmig.sip.responses import make_response
 from mcmig.sip.uri import SipUri, parse_sip_uri
+
+# All that a client or peer learns of why its access token was refused (PROFILE 2.5).
+TOKEN_REFUSED = "access token refused"
 
 
 class McServer:
@@ -64,6 +69,7 @@ class McServer:
         # batched like the primary's records (and durable before the 200)
         self.visitors = VisitorRegister(visitors)
         self.locator = UserLocator(system, store, visitors)
+        self.border = Border(system)
         # Commits run in writer threads: an fsync in the event loop held up
         # every message while it lasted (py-spy: 66% of the primary's samples).
         # Records and ends of stays go the same way, in order: a delete on the
@@ -97,6 +103,11 @@ class McServer:
         self.node.log.info("%s %s: %s", cause.status, cause.token, text)
         return failure_response(request, cause, text, self.agent)
 
+    def refuse_token(self, request: Request, user: str, exc: TokenError) -> Response:
+        """The reason goes to the log; the peer learns the cause and a fixed text."""
+        self.node.log.info("403 invalid-credentials for %s: %s", user, exc)
+        return failure_response(request, Cause.INVALID_CREDENTIALS, TOKEN_REFUSED, self.agent)
+
     async def on_message(self, request: Request, source: TransportAddress) -> Response:
         if not isinstance(request.uri, SipUri):
             return make_response(request, 416)
@@ -120,34 +131,40 @@ class McServer:
             if to_psi:
                 return await self.partner_role(request, body)
             if request.uri.host.lower() == self.system.domain:
-                spoofed = self._spoofed(body.partner_system, source)
-                if spoofed is not None:
-                    return self.fail(request, Cause.PEER_NOT_AUTHORIZED, spoofed)
+                refusal = self._cross_system_refusal(body, source)
+                if refusal is not None:
+                    return self.fail(request, Cause.PEER_NOT_AUTHORIZED, refusal)
                 return await self.primary_role(request, body)
         elif isinstance(body, MigrationRelease):
             if to_psi:
                 return await self.visitor_leaves(request, body)
-            if own_user:
-                spoofed = self._spoofed(body.partner_system, source)
-                if spoofed is not None:
-                    return self.fail(request, Cause.PEER_NOT_AUTHORIZED, spoofed)
-                return await self.primary_release(request, body)
             if request.uri.host.lower() == self.system.domain:
+                refusal = self._cross_system_refusal(body, source, ends_a_stay=not own_user)
+                if refusal is not None:
+                    return self.fail(request, Cause.PEER_NOT_AUTHORIZED, refusal)
+                if own_user:
+                    return await self.primary_release(request, body)
                 return await self.partner_release(request, body)
         return self.fail(request, Cause.BAD_REQUEST, "not a migration request this server takes")
 
-    def _spoofed(self, partner_system: str | None, source: TransportAddress) -> str | None:
-        """Without a gateway, a partner's request must come from that partner's address.
+    def _cross_system_refusal(
+        self,
+        body: MigrationRequest | MigrationRelease,
+        source: TransportAddress,
+        ends_a_stay: bool = False,
+    ) -> str | None:
+        """Why a request from another system is refused, or None (trust.Border).
 
-        (With a gateway, the gateway checked the peer and its claim; requests then
-        come from our own gateway.)
-        """
-        if self.system.gateway is not None or partner_system is None:
-            return None
-        peer = self.system.peer(partner_system)
-        if peer is None or peer.address.host != source.host:
-            return f"partner-system {partner_system} does not match {source.host}"
-        return None
+        Through a gateway, the gateway checked the peer and its claims, and only it
+        may bring such requests in; without one, the peer is known by its address
+        here, and its claims are checked against it."""
+        peer, refusal = self.border.cross_system_sender(source)
+        if refusal is not None:
+            return refusal
+        if ends_a_stay:
+            assert isinstance(body, MigrationRelease)
+            return release_refusal(body, peer, self.system.domain)
+        return None if peer is None else claim_refusal(body, peer)
 
     # -- partner role: PROFILE 2.2, steps 1 to 3 and 10 to 11 -----------------------------
     async def partner_role(self, request: Request, body: MigrationRequest) -> Response:
@@ -157,7 +174,7 @@ class McServer:
         try:
             claims = self.verifier.verify(body.access_token, user)
         except TokenError as exc:
-            return self.fail(request, Cause.INVALID_CREDENTIALS, f"access token refused ({exc})")
+            return self.refuse_token(request, user, exc)
         primary = system_domain(user)
         if not self.system.visitors.accepts_system(primary):
             return self.fail(
@@ -172,6 +189,13 @@ class McServer:
             claims.get("temporary_id")
             or (previous.temporary_id if previous else self.allocate_temporary_id())
         )
+        holder = self.visitors.by_temporary_id(temporary_id)
+        if holder is not None and holder.mc_service_id != user:
+            # Only a token can name a temporary ID in use: the IdMS's fault, not a rebinding.
+            self.node.log.warning("token gives %s, held by another visitor", temporary_id)
+            return self.fail(
+                request, Cause.INVALID_CREDENTIALS, "temporary identity held by another visitor"
+            )
         destination = self.locator.next_hop(primary)
         if destination is None:
             return self.fail(request, Cause.UNKNOWN_MC_SYSTEM, f"no route to {primary}")
@@ -194,7 +218,14 @@ class McServer:
             contact = (
                 str(request.contacts[0].uri) if request.contacts else self._source_contact(request)
             )
-            await self.visitors.bind(VisitorBinding(temporary_id, user, contact, time.time()))
+            try:
+                await self.visitors.bind(VisitorBinding(temporary_id, user, contact, time.time()))
+            except TemporaryIdTaken as exc:
+                # Taken between the check above and the commit: the primary recorded
+                # a stay we cannot hold, so it is ended there, as a release does.
+                self.node.log.warning("%s not bound: %s", user, exc)
+                self.end_at_primary_later(user, temporary_id)
+                return self.fail(request, Cause.INVALID_CREDENTIALS, "temporary identity in use")
             self.node.log.info("%s authorized as %s", user, temporary_id)
         return response
 
@@ -216,7 +247,7 @@ class McServer:
         )
 
     def allocate_temporary_id(self) -> str:
-        return f"sip:t-{secrets.token_hex(4)}@{self.system.domain}"
+        return new_temporary_id(self.system.domain)
 
     async def visitor_leaves(self, request: Request, body: MigrationRelease) -> Response:
         """PROFILE 3: the client ends its stay; we drop it and tell its primary."""
@@ -307,7 +338,7 @@ class McServer:
         try:
             self.verifier.verify(body.access_token, user)
         except TokenError as exc:
-            return self.fail(request, Cause.INVALID_CREDENTIALS, f"access token refused ({exc})")
+            return self.refuse_token(request, user, exc)
         uri = parse_sip_uri(user)
         if not self.system.users.is_user(uri.user or ""):
             return self.fail(request, Cause.UNKNOWN_USER, f"{user} is not a user here")
@@ -324,40 +355,50 @@ class McServer:
         return make_response(request, 200)
 
     def release_later(self, record: MigrationRecord) -> None:
-        task = asyncio.get_running_loop().create_task(self._release(record))
+        """Primary role: tell the partner system of ``record`` that its stay ended."""
+        target = parse_sip_uri(record.temporary_id or f"sip:migration@{record.partner_system}")
+        hop = self.locator.next_hop(record.partner_system, record.partner_address)
+        release = MigrationRelease(record.mc_service_id, record.partner_system, record.temporary_id)
+        self._spawn_release(target, hop, release, record.partner_system)
+
+    def end_at_primary_later(self, user: str, temporary_id: str) -> None:
+        """Partner role: end at the user's primary a stay that this partner does not hold."""
+        primary = system_domain(user)
+        release = MigrationRelease(user, self.system.domain, temporary_id)
+        self._spawn_release(parse_sip_uri(user), self.locator.next_hop(primary), release, primary)
+
+    def _spawn_release(
+        self, target: SipUri, hop: TransportAddress | None, release: MigrationRelease, where: str
+    ) -> None:
+        task = asyncio.get_running_loop().create_task(
+            self._send_release(target, hop, release, where)
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _release(self, record: MigrationRecord) -> None:
-        target = parse_sip_uri(record.temporary_id or f"sip:migration@{record.partner_system}")
-        hop = self.locator.next_hop(record.partner_system, record.partner_address)
+    async def _send_release(
+        self, target: SipUri, hop: TransportAddress | None, release: MigrationRelease, where: str
+    ) -> None:
+        user = release.mc_service_id
         if hop is None:
-            self.node.log.warning(
-                "cannot release %s at %s: no route", record.mc_service_id, record.partner_system
-            )
+            self.node.log.warning("cannot release %s at %s: no route", user, where)
             return
-        release = make_request(
+        message = make_request(
             "MESSAGE",
             target,
             from_uri=self.system.migration_psi,
             to_uri=str(target),
-            body=encode(
-                MigrationRelease(record.mc_service_id, record.partner_system, record.temporary_id)
-            ),
+            body=encode(release),
             content_type=CONTENT_TYPE,
         )
         try:
             response = await self.node.send_request(
-                release, hop, timeout=self.system.timeouts.server
+                message, hop, timeout=self.system.timeouts.server
             )
         except (SipTimeoutError, SipTransportError) as exc:
-            self.node.log.warning(
-                "release of %s at %s failed: %s", record.mc_service_id, record.partner_system, exc
-            )
+            self.node.log.warning("release of %s at %s failed: %s", user, where, exc)
             return
-        self.node.log.info(
-            "released %s at %s: %d", record.mc_service_id, record.partner_system, response.status
-        )
+        self.node.log.info("released %s at %s: %d", user, where, response.status)
 
     # -- traffic to users: PROFILE section 4 -------------------------------------------------
     async def deliver(self, request: Request) -> Response:

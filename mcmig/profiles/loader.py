@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,6 +21,7 @@ from mcmig.profiles.model import (
     ServerProfile,
     SystemProfile,
     Timeouts,
+    TokenRules,
 )
 from mcmig.sip.errors import SipParseError
 from mcmig.sip.uri import is_host, parse_sip_uri
@@ -151,6 +154,7 @@ def _system(node: _Node, base: Path) -> SystemProfile:
         "users",
         "visitors",
         "timeouts",
+        "tokens",
     )
     domain = node.get("domain", str).lower()
     if not _domain(domain):
@@ -187,7 +191,8 @@ def _system(node: _Node, base: Path) -> SystemProfile:
             p.fail("must be UDP, TCP or TLS", "transport")
         if transport == "TLS" and (gateway is None or gateway.tls is None):
             p.fail("TLS to a peer needs gateway.tls in this system", "transport")
-        peers.append(Peer(peer_domain, p.hostport("address"), transport))
+        address = p.hostport("address")
+        peers.append(Peer(peer_domain, address, transport, _resolve(p, address.host)))
     timeouts = Timeouts()
     if "timeouts" in node.data:
         t = node.child("timeouts")
@@ -210,6 +215,7 @@ def _system(node: _Node, base: Path) -> SystemProfile:
         if call_mode not in ("forward", "redirect"):
             c.fail("must be forward or redirect", "mode")
     return SystemProfile(
+        tokens=_tokens(node),
         call_mode=call_mode,
         domain=domain,
         migration_psi=psi,
@@ -221,6 +227,44 @@ def _system(node: _Node, base: Path) -> SystemProfile:
         visitors=_visitors(node),
         timeouts=timeouts,
     )
+
+
+def _resolve(node: _Node, host: str) -> tuple[str, ...]:
+    """A peer's addresses, canonical: a request from it is matched by its source
+    address, so a host name is resolved once, here, and said to fail here."""
+    bare = host[1:-1] if host.startswith("[") else host
+    try:
+        return (str(ipaddress.ip_address(bare)),)
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(bare, None, type=socket.SOCK_DGRAM)
+    except (OSError, UnicodeError) as exc:
+        node.fail(f"cannot resolve {bare!r}: {getattr(exc, 'strerror', None) or exc}", "address")
+    found: list[str] = []
+    for info in infos:
+        address = str(ipaddress.ip_address(str(info[4][0]).partition("%")[0]))
+        if address not in found:
+            found.append(address)
+    # IPv4 first: every node here listens on one address, and names like
+    # localhost resolve to both families.
+    return tuple(sorted(found, key=lambda a: ":" in a))
+
+
+def _tokens(node: _Node) -> TokenRules:
+    if "tokens" not in node.data:
+        return TokenRules()
+    t = node.child("tokens")
+    t.only("max_lifetime", "clock_skew")
+    rules = TokenRules(
+        t.get("max_lifetime", float, TokenRules.max_lifetime),
+        t.get("clock_skew", float, TokenRules.clock_skew),
+    )
+    if not rules.max_lifetime > 0:
+        t.fail("must be more than 0 seconds", "max_lifetime")
+    if not 0 <= rules.clock_skew <= 300:
+        t.fail("must be 0 to 300 seconds", "clock_skew")
+    return rules
 
 
 def _tls(gateway: _Node, base: Path) -> TlsProfile | None:

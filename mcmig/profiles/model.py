@@ -53,10 +53,17 @@ class Peer:
     domain: str
     address: HostPort
     transport: str = "UDP"  # UDP, TCP or TLS; with TLS, plaintext from this peer is refused
+    # The IP addresses the peer sends from and is sent to: the address itself, or
+    # what its host name resolved to when the profile was loaded.
+    addresses: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.addresses:
+            object.__setattr__(self, "addresses", (self.address.host,))
 
     @property
     def target(self) -> TransportAddress:
-        return self.address.address(self.transport)
+        return TransportAddress(self.transport, self.addresses[0], self.address.port)
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,14 @@ class IdmsProfile:
     issuer: str
     kid: str
     key_file: Path  # PEM; a private key lets `mcmig token issue` sign (demo only)
+
+
+@dataclass(frozen=True)
+class TokenRules:
+    """How a system's servers judge access tokens, seconds."""
+
+    max_lifetime: float = 3600.0  # exp - iat above this is refused (invalid-credentials)
+    clock_skew: float = 30.0  # allowance on exp, iat and nbf for unsynchronised clocks
 
 
 @dataclass(frozen=True)
@@ -92,6 +107,7 @@ class SystemProfile:
     # How calls and data reach a migrated user (PROFILE 4): "forward" to the
     # temporary identity, or "redirect" with 302.
     call_mode: str = "forward"
+    tokens: TokenRules = field(default_factory=TokenRules)
 
     def peer(self, domain: str) -> Peer | None:
         return self._peers_by_domain.get(domain.lower())

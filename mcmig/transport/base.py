@@ -15,6 +15,8 @@ MessageSink = Callable[[bytes, TransportAddress, bool], None]
 FailureSink = Callable[[TransportAddress], None]
 # an ICMP error for a datagram sent to that destination, and the start of that datagram
 UnreachableSink = Callable[[TransportAddress, bytes], None]
+# whether a connection from this remote IP address may be accepted at all
+ConnectionGate = Callable[[str], bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,12 +27,15 @@ class TransportConfig:
         before it is closed; this also bounds slowloris senders.
     max_connections: TCP connections open at once, in and out.
     max_connections_per_host: TCP connections from one remote IP address.
+    tls_handshake_timeout: seconds an accepted TLS connection may take to finish
+        its handshake; it holds a place under the caps meanwhile.
     """
 
     limits: ParserLimits = DEFAULT_LIMITS
     idle_timeout: float = 60.0
     max_connections: int = 1024
     max_connections_per_host: int = 64
+    tls_handshake_timeout: float = 5.0
 
 
 def split_hostport(text: str, default_port: int = 5060) -> tuple[str, int]:

@@ -16,7 +16,7 @@ from typing import cast
 from mcmig.sip.errors import SipParseError
 from mcmig.sip.framing import StreamFramer
 from mcmig.sip.peer import TransportAddress
-from mcmig.transport.base import FailureSink, MessageSink, TransportConfig
+from mcmig.transport.base import ConnectionGate, FailureSink, MessageSink, TransportConfig
 from mcmig.transport.tls import certificate_names
 
 log = logging.getLogger("mcmig.transport")
@@ -41,12 +41,19 @@ class StreamConnection(asyncio.Protocol):
         # uvloop's transports do not subclass asyncio.Transport; both have its methods.
         transport = cast(asyncio.Transport, base)
         peer = transport.get_extra_info("peername")
+        if self.remote is None and not self._owner.may_accept(str(peer[0])):
+            transport.abort()  # a stranger at a border: no place under the caps, no handshake
+            return
         server_ssl = self._owner.server_ssl
         if server_ssl is not None and self.remote is None and not self._secured:
             # Accepted over plain TCP: run the TLS handshake ourselves, so that a
-            # refused peer is logged (asyncio drops those failures silently).
-            transport.pause_reading()
+            # refused peer is logged (asyncio drops those failures silently). The
+            # connection holds its place under the caps from now on.
             self.remote = TransportAddress(self._owner.name, str(peer[0]), int(peer[1]))
+            if not self._owner.admit(self):
+                transport.abort()
+                return
+            transport.pause_reading()
             task = asyncio.get_running_loop().create_task(self._secure(transport, server_ssl))
             self._owner.tasks.add(task)
             task.add_done_callback(self._owner.tasks.discard)
@@ -74,20 +81,27 @@ class StreamConnection(asyncio.Protocol):
                 self,
                 context,
                 server_side=True,
-                ssl_handshake_timeout=self._owner.config.idle_timeout,
+                ssl_handshake_timeout=self._owner.config.tls_handshake_timeout,
             )
         except (OSError, TimeoutError, ConnectionError) as exc:
             reason = (
                 getattr(exc, "reason", None) or getattr(exc, "strerror", None) or type(exc).__name__
             )
             log.warning("refused TLS connection from %s: %s", self.remote, reason)
-            raw.abort()
+            self._abandon(raw)
             return
         if secured is None:
-            raw.abort()
+            self._abandon(raw)
             return
         self._secured = True
         self.connection_made(secured)
+
+    def _abandon(self, raw: asyncio.Transport) -> None:
+        """A handshake that failed: the raw transport's protocol is asyncio's TLS
+        protocol by now, so our connection_lost is not called; give up the place
+        under the caps here."""
+        raw.abort()
+        self._owner.forget(self)
 
     def data_received(self, data: bytes) -> None:
         if not self._admitted:
@@ -166,6 +180,10 @@ class StreamTransport:
         self.expected_names: dict[tuple[str, int], str] = {}
         self._per_host: Counter[str] = Counter()
         self.refused = 0
+        # At a system's border: the remote addresses whose connections are accepted
+        # at all (None: any). Others are closed at accept and never count.
+        self.gate: ConnectionGate | None = None
+        self.turned_away = 0
         self.local_host: str | None = None  # outgoing connections leave from our own address
 
     async def listen(self, host: str, port: int) -> None:
@@ -174,6 +192,19 @@ class StreamTransport:
         self._server = await loop.create_server(
             lambda: StreamConnection(self), host, port, reuse_address=True
         )
+
+    def may_accept(self, host: str) -> bool:
+        if self.gate is None or self.gate(host):
+            return True
+        self.turned_away += 1
+        if self.turned_away % 1000 == 1:
+            log.warning(
+                "closed %s connection from %s at accept: not a peer (%d so far)",
+                self.name,
+                host,
+                self.turned_away,
+            )
+        return False
 
     def admit(self, conn: StreamConnection) -> bool:
         assert conn.remote is not None

@@ -27,6 +27,14 @@ def test_help_lists_the_commands() -> None:
     assert "compile" in out
 
 
+def test_up_help_says_its_connection_caps() -> None:
+    out = " ".join(mcmig("up", "--help").stdout.split())
+    assert "1024 TCP/TLS connections in all and 64 from one address" in out
+    assert "TLS handshake not finished in 5 s" in out
+    assert "not configured peers are closed at accept" in out
+    assert "open files is raised to the hard limit" in out
+
+
 def test_compile_status_and_pure_python() -> None:
     status = mcmig("compile", "--status")
     assert status.returncode == 0, status.stdout + status.stderr

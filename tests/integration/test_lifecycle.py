@@ -126,10 +126,18 @@ def _release_at_primary(lab: Lab, partner: str, temporary_id: str | None) -> int
         body=encode(MigrationRelease(ALICE, partner, temporary_id)),
         content_type=CONTENT_TYPE,
     )
-    # sent by that partner's server itself: a partner may speak only for itself
+    # sent by that partner's server itself, the way it sends: through its gateway
+    # when it has one (only the primary's gateway may bring it in), else straight
     assert lab.running is not None
     server = lab.running.servers[partner.split(".")[0] + "-server"].node
-    response = lab.run(server.send_request(request, TransportAddress("UDP", "127.0.1.10", 5060)))
+    system = lab.deployment.system(partner)
+    assert system is not None
+    hop = (
+        TransportAddress("UDP", "127.0.1.10", 5060)
+        if system.gateway is None
+        else system.gateway.internal.address()
+    )
+    response = lab.run(server.send_request(request, hop))
     return response.status
 
 

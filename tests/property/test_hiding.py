@@ -9,7 +9,13 @@ from hypothesis import strategies as st
 
 from mcmig.mc.body import CONTENT_TYPE, MigrationFailure, MigrationRequest, encode
 from mcmig.mc.causes import Cause, failure_response
-from mcmig.nodes.hiding import crossing_request, leaving_response, outbound_body
+from mcmig.nodes.hiding import (
+    Hiding,
+    crossing_request,
+    leaving_response,
+    outbound_body,
+    system_hiding,
+)
 from mcmig.sip.message import Request
 from mcmig.sip.parser import parse_message
 from mcmig.sip.responses import make_response
@@ -23,9 +29,17 @@ secrets = st.text(string.ascii_lowercase + string.digits, min_size=8, max_size=1
 inner_ips = st.tuples(st.sampled_from([1, 2]), st.integers(1, 254)).map(
     lambda t: f"127.0.{t[0]}.{t[1]}"
 )
-inner_hosts = st.one_of(
-    inner_ips, secrets.map(lambda s: f"{s}.core.internal"), st.just("[fd00::17]")
+# Internal host names: under an internal zone, and under the system's own public
+# domain too (pc7.primary.example names a host, not the system).
+inner_names = st.one_of(
+    secrets.map(lambda s: f"{s}.core.internal"),
+    secrets.map(lambda s: f"pc-{s}.lab.primary.internal"),
+    secrets.map(lambda s: f"{s}.{OWN}"),
+    secrets.map(lambda s: f"{s}.partner.example"),
 )
+inner_hosts = st.one_of(inner_ips, inner_names, st.just("[fd00::17]"))
+NODE_NAMES = frozenset({"primary-server", "primary-gw", "core-7"})
+HIDING = system_hiding(OWN, ["partner.example"], NODE_NAMES)
 
 
 @st.composite
@@ -46,9 +60,13 @@ def inner_request(draw: st.DrawFn) -> tuple[Request, set[str]]:
         ("Max-Forwards", str(draw(st.integers(1, 70)))),
         (
             "From",
-            f'"{mark(draw(secrets))}" <sip:migration@{OWN};maddr={mark(draw(inner_ips))}>;tag={tag}',
+            f'"{mark(draw(secrets))}" <sip:migration@{draw(st.sampled_from([OWN, mark(draw(inner_hosts))]))}'
+            f";maddr={mark(draw(inner_ips))}>;tag={tag}",
         ),
-        ("To", f"<sip:alice@partner.example;{ruri_param}>"),
+        (
+            "To",
+            f"<sip:alice@{draw(st.sampled_from(['partner.example', mark(draw(inner_names))]))};{ruri_param}>",
+        ),
         ("Call-ID", f"{call_id}@{host}"),
         ("CSeq", f"{draw(st.integers(1, 10**6))} MESSAGE"),
         ("Contact", f"<sip:{mark(draw(secrets))}@{mark(draw(inner_hosts))}:5060>"),
@@ -90,17 +108,12 @@ def test_requests_leaving_carry_nothing_inner(case: tuple[Request, set[str]]) ->
     request, marks = case
     reparsed = parse_message(request.serialize())  # what the gateway really receives
     assert isinstance(reparsed, Request)
-    onward = crossing_request(
-        reparsed, outbound_body(reparsed, EXTERNAL_URI), "primary.example", 69
-    )
+    onward = crossing_request(reparsed, outbound_body(reparsed, EXTERNAL_URI), HIDING, 69)
     wire = onward.serialize().decode()
     for value in marks:
         assert value not in wire, (value, wire)
     assert "127.0.1." not in wire and "127.0.2." not in wire
     assert EXTERNAL_URI in wire  # partner-address became the gateway's
-
-
-NODE_NAMES = frozenset({"primary-server", "primary-gw", "core-7"})
 
 
 @given(
@@ -109,9 +122,17 @@ NODE_NAMES = frozenset({"primary-server", "primary-gw", "core-7"})
     secrets,
     inner_ips,
     st.sampled_from(sorted(NODE_NAMES)),
+    inner_names,
+    st.sampled_from([100, 180, 183, 200, 403, 404, 480, 486, 500, 503, 504]),
 )
 def test_responses_leaving_carry_nothing_inner(
-    case: tuple[Request, set[str]], cause: Cause, secret: str, ip: str, node: str
+    case: tuple[Request, set[str]],
+    cause: Cause,
+    secret: str,
+    ip: str,
+    node: str,
+    host: str,
+    status: int,
 ) -> None:
     inner, marks = case
     upstream = parse_message(
@@ -120,7 +141,10 @@ def test_responses_leaving_carry_nothing_inner(
         b"Call-ID: outer\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n"
     )
     assert isinstance(upstream, Request)
-    response = failure_response(inner, cause, f"refused by {node} at {ip}:5060", node)
+    response = failure_response(
+        inner, cause, f"refused by {node} at {ip}:5060 (sip:bob@{host})", f"{host}:5060"
+    )
+    response.add("Warning", f'399 {node} "see {host} or {ip}"')
     for name, value in [
         ("Server", secret),
         ("Contact", f"<sip:{ip}>"),
@@ -128,23 +152,19 @@ def test_responses_leaving_carry_nothing_inner(
         ("X-Debug", secret),
     ]:
         response.add(name, value)
-    marks |= {secret, ip, node}
+    marks |= {secret, ip, node, host}
     wire = (
-        leaving_response(
-            upstream, parse_message(response.serialize()), "primary.example", NODE_NAMES
-        )  # type: ignore[arg-type]
+        leaving_response(upstream, parse_message(response.serialize()), HIDING)  # type: ignore[arg-type]
         .serialize()
         .decode()
     )  # type: ignore[arg-type]
     for value in marks:
         assert value not in wire, (value, wire)
     assert f'399 primary.example "{cause.token}:' in wire
-    ok = (
-        leaving_response(upstream, make_response(inner, 200), "primary.example")
-        .serialize()
-        .decode()
-    )
-    assert not any(value in ok for value in marks)
+    other = make_response(inner, status, f"from {host} at {ip} via {node}")
+    other.add("Warning", f'399 {host} "{node} {ip}"')
+    ok = leaving_response(upstream, other, HIDING).serialize().decode()
+    assert not any(value in ok for value in marks), ok
 
 
 def test_a_clean_failure_crosses_unchanged_but_for_the_agent() -> None:
@@ -157,10 +177,24 @@ def test_a_clean_failure_crosses_unchanged_but_for_the_agent() -> None:
     response = failure_response(
         inner, Cause.MIGRATION_NOT_PERMITTED, "alice may not go there", "primary-server"
     )
-    out = leaving_response(inner, response, "primary.example")
+    out = leaving_response(inner, response, HIDING)
     assert (
         out.status == 403
         and out.get("Warning")
         == '399 primary.example "migration-not-permitted: alice may not go there"'
     )
     assert out.body == encode(MigrationFailure("migration-not-permitted", "alice may not go there"))
+
+
+def test_public_domains_keep_their_hosts_and_nothing_else_does() -> None:
+    hiding = Hiding(OWN, frozenset({OWN, "partner.example"}))
+    keep = ["sip:alice@primary.example", "sip:t-x@partner.example", "sip:a@PRIMARY.example"]
+    for uri in keep:
+        parsed = parse_message(
+            f"MESSAGE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKa\r\nFrom: <sip:a@b.example>"
+            ";tag=1\r\nTo: <sip:a@b.example>\r\nCall-ID: c\r\nCSeq: 1 MESSAGE\r\n\r\n".encode()
+        )
+        assert isinstance(parsed, Request)
+        assert hiding.uri(parsed.uri).host == uri.rsplit("@", 1)[1].lower()  # type: ignore[arg-type]
+    assert hiding.text("see pc7.lab.primary.internal") == "see [host withheld]"
+    assert hiding.text("alice@primary.example in 8.5 s") == "alice@primary.example in 8.5 s"

@@ -17,6 +17,7 @@ from mcmig.mc.registry import (
     MigrationRecord,
     SqliteMigrationStore,
     SqliteVisitorStore,
+    TemporaryIdTaken,
     VisitorBinding,
     VisitorChange,
     VisitorRegister,
@@ -278,24 +279,25 @@ def test_visitor_register_counts_users_that_share_a_slot(tmp_path: Path) -> None
     asyncio.run(main())
 
 
-def test_visitor_register_stays_right_when_a_binding_takes_anothers_temporary_id(
-    tmp_path: Path,
-) -> None:
-    """The table's key is the temporary ID: a binding that reuses one replaces the
-    other user's row without that user's count going down. The count then runs
-    high, which costs a read, never a wrong answer."""
+def test_a_binding_that_would_take_anothers_temporary_id_is_refused(tmp_path: Path) -> None:
+    """The temporary ID stays with the visitor that holds it: a second user's binding
+    with the same ID is refused, and neither row nor count changes."""
 
     async def main() -> None:
         store = _CountingVisitorStore(tmp_path / "partner.sqlite3")
         register = VisitorRegister(store)
-        await register.bind(VisitorBinding("sip:t-1@x", "sip:alice@p", None, 1.0))
-        bob = VisitorBinding("sip:t-1@x", "sip:bob@p", None, 2.0)
+        alice = VisitorBinding("sip:t-1@x", "sip:alice@p", None, 1.0)
+        await register.bind(alice)
+        with pytest.raises(TemporaryIdTaken, match="held by sip:alice@p"):
+            await register.bind(VisitorBinding("sip:t-1@x", "sip:bob@p", None, 2.0))
+        assert register.all() == [alice]
+        assert register.by_user("sip:bob@p") is None and not register.may_be_bound("sip:bob@p")
+        # the holder may bind it again (a repeat), and the ID is free once released
+        await register.bind(VisitorBinding("sip:t-1@x", "sip:alice@p", "sip:a@h", 3.0))
+        assert await register.release("sip:alice@p") is not None
+        bob = VisitorBinding("sip:t-1@x", "sip:bob@p", None, 4.0)
         await register.bind(bob)
         assert register.all() == [bob]
-        assert register.by_user("sip:alice@p") is None  # read from SQLite: gone
-        assert await register.release("sip:alice@p") is None
-        assert await register.release("sip:bob@p") == bob
-        assert register.all() == [] and not register.may_be_bound("sip:bob@p")
         register.close()
 
     asyncio.run(main())

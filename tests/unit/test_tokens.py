@@ -32,13 +32,14 @@ KEY = _key()
 VERIFIER = TokenVerifier("partner.example", [IdmsKey(KEY.issuer, KEY.kid, KEY.public_key)])
 
 
-def test_valid_token_with_temporary_id_is_good_once() -> None:
+def test_a_bearer_token_verifies_as_often_as_it_is_presented() -> None:
+    # RFC 6750 / TS 33.180: reusable until it expires, so a client may retry.
     token = issue_token(KEY, "partner.example", SUB, temporary_id="sip:t-1@partner.example")
-    claims = VERIFIER.verify(token, SUB)
-    with pytest.raises(TokenError, match="replayed"):
-        VERIFIER.verify(token, SUB)
+    for _ in range(3):
+        claims = VERIFIER.verify(token, SUB)
     assert claims["temporary_id"] == "sip:t-1@partner.example"
     assert {"iss", "sub", "aud", "exp", "iat", "jti"} <= set(claims)
+    assert not [name for name in vars(VERIFIER) if "used" in name or "seen" in name]
 
 
 def _b64(data: dict[str, object]) -> str:
@@ -59,32 +60,75 @@ def _claims(**over: object) -> dict[str, object]:
     return claims
 
 
+def _signed(claims: dict[str, object], key: IdmsKey = KEY) -> str:
+    """Signed with the right key, so that the signature passes and the claim check refuses."""
+    assert key.private_key is not None
+    return jwt.encode(claims, key.private_key, algorithm="ES256", headers={"kid": key.kid})
+
+
+_NOW = int(time.time())
+# Each refusal with the reason it must be refused for: one check at a time.
 REFUSED = {
-    "alg none": _b64({"alg": "none", "kid": "k1"}) + "." + _b64(_claims()) + ".",
-    "HS256 keyed with the public key": jwt.encode(
-        _claims(),
-        "a-shared-secret-that-is-long-enough-for-hs256",
-        algorithm="HS256",
-        headers={"kid": "k1"},
+    "alg none": (_b64({"alg": "none", "kid": "k1"}) + "." + _b64(_claims()) + ".", "algorithm"),
+    "HS256 keyed with a secret": (
+        jwt.encode(
+            _claims(),
+            "a-shared-secret-that-is-long-enough-for-hs256",
+            algorithm="HS256",
+            headers={"kid": "k1"},
+        ),
+        "algorithm",
     ),
-    "unknown kid": issue_token(_key("other"), "partner.example", SUB),
-    "signed by another key, same kid": issue_token(_key("k1"), "partner.example", SUB),
-    "wrong audience": issue_token(KEY, "primary.example", SUB),
-    "wrong subject": issue_token(KEY, "partner.example", "sip:bob@primary.example"),
-    "expired": issue_token(KEY, "partner.example", SUB, ttl=-120),
-    "wrong issuer": issue_token(_key("k1", "https://evil.example"), "partner.example", SUB),
-    "garbage": "not.a.token",
-    "header not base64url": "e30!." + _b64(_claims()) + ".c2ln",
-    "header not JSON": base64.urlsafe_b64encode(b"{alg").decode().rstrip("=") + ".e30.c2ln",
-    "header a JSON list": base64.urlsafe_b64encode(b"[1]").decode().rstrip("=") + ".e30.c2ln",
-    "empty": "",
+    "unknown kid": (issue_token(_key("other"), "partner.example", SUB), "unknown kid"),
+    "signed by another key, same kid": (
+        issue_token(_key("k1"), "partner.example", SUB),
+        "InvalidSignature",
+    ),
+    "wrong audience": (_signed(_claims(aud="primary.example")), "InvalidAudience"),
+    "wrong issuer, right key": (_signed(_claims(iss="https://evil.example")), "InvalidIssuer"),
+    "wrong subject": (_signed(_claims(sub="sip:bob@primary.example")), "sub does not match"),
+    "expired": (_signed(_claims(iat=_NOW - 700, exp=_NOW - 100)), "expired"),
+    # a day ahead: still ahead however long the suite runs before this test
+    "issued in the future": (_signed(_claims(iat=_NOW + 86400, exp=_NOW + 87000)), "future"),
+    "not yet valid": (_signed(_claims(nbf=_NOW + 86400)), "nbf"),
+    "lifetime over the cap": (_signed(_claims(iat=_NOW, exp=_NOW + 3601)), "lifetime"),
+    "iat not a number": (_signed(_claims(iat="yesterday")), "iat"),
+    "no jti": (_signed({k: v for k, v in _claims().items() if k != "jti"}), "jti"),
+    "no exp": (_signed({k: v for k, v in _claims().items() if k != "exp"}), "exp"),
+    "garbage": ("not.a.token", "unreadable"),
+    "header not base64url": ("e30!." + _b64(_claims()) + ".c2ln", "unreadable"),
+    "header not JSON": (
+        base64.urlsafe_b64encode(b"{alg").decode().rstrip("=") + ".e30.c2ln",
+        "unreadable",
+    ),
+    "header a JSON list": (
+        base64.urlsafe_b64encode(b"[1]").decode().rstrip("=") + ".e30.c2ln",
+        "unreadable",
+    ),
+    "empty": ("", "unreadable"),
 }
 
 
 @pytest.mark.parametrize("name", sorted(REFUSED))
-def test_refused(name: str) -> None:
-    with pytest.raises(TokenError):
-        VERIFIER.verify(REFUSED[name], SUB)
+def test_refused_for_its_own_reason(name: str) -> None:
+    token, reason = REFUSED[name]
+    with pytest.raises(TokenError, match=reason):
+        VERIFIER.verify(token, SUB)
+
+
+def test_the_same_claims_pass_when_the_one_fault_is_removed() -> None:
+    # The refusals above are each one claim away from a good token.
+    assert VERIFIER.verify(_signed(_claims()), SUB)
+    assert VERIFIER.verify(_signed(_claims(iat=_NOW, exp=_NOW + 3600)), SUB)
+
+
+def test_the_lifetime_cap_is_the_profile_s() -> None:
+    strict = TokenVerifier(
+        "partner.example", [IdmsKey(KEY.issuer, KEY.kid, KEY.public_key)], max_lifetime=300
+    )
+    with pytest.raises(TokenError, match="lifetime 600 s exceeds 300 s"):
+        strict.verify(_signed(_claims()), SUB)
+    assert strict.verify(_signed(_claims(exp=_NOW + 300)), SUB)
 
 
 @given(st.text(max_size=300))
@@ -133,17 +177,8 @@ def test_leeway_of_30_seconds() -> None:
         VERIFIER.verify(future, SUB)
 
 
-def test_used_tokens_are_forgotten_once_expired(monkeypatch: pytest.MonkeyPatch) -> None:
-    verifier = TokenVerifier(
-        "partner.example", [IdmsKey(KEY.issuer, KEY.kid, KEY.public_key)], leeway=0
-    )
-    tokens = [issue_token(KEY, "partner.example", SUB, ttl=60) for _ in range(5)]
-    for token in tokens:
-        verifier.verify(token, SUB)
-    assert verifier.remembered == 5
-    fresh = issue_token(KEY, "partner.example", SUB, ttl=600)
-    now = time.time()
-    monkeypatch.setattr("mcmig.mc.tokens.time.time", lambda: now + 120)
-    # our clock has moved past their expiry: the next verification forgets them
-    verifier.verify(fresh, SUB)
-    assert verifier.remembered == 1
+def test_verification_runs_on_the_clock_it_is_given() -> None:
+    token = issue_token(KEY, "partner.example", SUB, ttl=60, now=1_000_000)
+    assert VERIFIER.verify(token, SUB, now=1_000_030)
+    with pytest.raises(TokenError, match="expired"):
+        VERIFIER.verify(token, SUB, now=1_000_100)

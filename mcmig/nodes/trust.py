@@ -1,0 +1,121 @@
+"""Trust at a system's border: who may send what, and which claims a sender may make.
+
+Anything from outside a system is hostile, configured peers included. A peer
+is known by the address it sends from (and, over TLS, by its certificate,
+which the gateway checks); a claim in a migration body (partner-system,
+partner-address, temporary-id) is accepted only when it stays inside the
+system of the peer that made it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from functools import cached_property
+
+from mcmig.mc.body import MigrationRelease, MigrationRequest, service_id_uri, system_domain
+from mcmig.profiles.model import Peer, SystemProfile
+from mcmig.sip.errors import SipParseError
+from mcmig.sip.peer import TransportAddress
+from mcmig.sip.uri import parse_sip_uri
+
+
+def canonical_host(host: str) -> str:
+    """An IP address in its one canonical text form (IPv6 compressed, lower case,
+    IPv4-mapped as IPv4); a name lower-cased. Brackets are dropped."""
+    bare = host[1:-1] if host.startswith("[") else host
+    try:
+        address = ipaddress.ip_address(bare)
+    except ValueError:
+        return bare.lower()
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.compressed
+
+
+def in_domain(host: str, domain: str) -> bool:
+    """``host`` is the domain or a name under it."""
+    host = host.lower().rstrip(".")
+    return host == domain or host.endswith("." + domain)
+
+
+class Border:
+    """What one system knows of the addresses its peers and its own gateway send from."""
+
+    def __init__(self, system: SystemProfile) -> None:
+        self.system = system
+
+    @cached_property
+    def _peers_by_address(self) -> dict[str, Peer]:
+        by_address: dict[str, Peer] = {}
+        for peer in self.system.peers:
+            for address in peer.addresses:
+                by_address.setdefault(canonical_host(address), peer)
+        return by_address
+
+    @cached_property
+    def _gateway_hosts(self) -> frozenset[str]:
+        gateway = self.system.gateway
+        if gateway is None:
+            return frozenset()
+        return frozenset({canonical_host(gateway.internal.host)})
+
+    def peer_at(self, source: TransportAddress) -> Peer | None:
+        """The configured peer system that sends from ``source``, if any."""
+        return self._peers_by_address.get(canonical_host(source.host))
+
+    def is_peer_host(self, host: str) -> bool:
+        return canonical_host(host) in self._peers_by_address
+
+    def from_own_gateway(self, source: TransportAddress) -> bool:
+        return canonical_host(source.host) in self._gateway_hosts
+
+    def cross_system_sender(self, source: TransportAddress) -> tuple[Peer | None, str | None]:
+        """For a request that comes from another system (a migration request to a
+        primary, a release, an end of stay): (the peer that sent it when known
+        here, why it is refused or None).
+
+        With a gateway, only the gateway may bring such requests in (it checked
+        the peer and its claims); without one, only a configured peer."""
+        if self.system.gateway is not None:
+            if self.from_own_gateway(source):
+                return None, None
+            return None, f"{source.host} is not this system's gateway"
+        peer = self.peer_at(source)
+        if peer is None:
+            return None, f"{source.host} is not a configured peer"
+        return peer, None
+
+
+def claim_refusal(body: MigrationRequest | MigrationRelease, peer: Peer) -> str | None:
+    """Why ``peer`` may not make the claims in ``body``, or None.
+
+    A partner speaks for itself only: partner-system is its own domain, and the
+    temporary identity and partner address it gives lie inside its domain (or,
+    for the address, at the address it is configured at). Otherwise a peer
+    could route a user's calls into a third system."""
+    if body.partner_system is not None and body.partner_system.lower() != peer.domain:
+        return f"partner-system {body.partner_system} is not the peer {peer.domain}"
+    if body.temporary_id is not None and not in_domain(
+        service_id_uri(body.temporary_id, "temporary-id").host, peer.domain
+    ):
+        return f"temporary-id {body.temporary_id} is not in {peer.domain}"
+    if isinstance(body, MigrationRequest) and body.partner_address is not None:
+        try:
+            host = parse_sip_uri(body.partner_address).host
+        except SipParseError:
+            return "partner-address is not a SIP URI"
+        addresses = {canonical_host(a) for a in peer.addresses}
+        if not in_domain(host, peer.domain) and canonical_host(host) not in addresses:
+            return f"partner-address {body.partner_address} is not in {peer.domain}"
+    return None
+
+
+def release_refusal(body: MigrationRelease, peer: Peer | None, own_domain: str) -> str | None:
+    """Why a partner must not act on a release from its primary side, or None: it must
+    name this partner system, and come from the user's primary system when the peer is
+    known here (with a gateway, the gateway checked that)."""
+    if body.partner_system is not None and body.partner_system.lower() != own_domain:
+        return f"release names {body.partner_system}, not {own_domain}"
+    if peer is not None and system_domain(body.mc_service_id) != peer.domain:
+        return f"{peer.domain} may not release users of {system_domain(body.mc_service_id)}"
+    return None
