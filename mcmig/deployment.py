@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mcmig.mc.registry import SqliteMigrationStore, SqliteVisitorStore
 from mcmig.mc.tokens import TokenVerifier
 from mcmig.node.runtime import SipNode
+from mcmig.nodes.call_relay import end_calls
 from mcmig.nodes.gateway import McGateway
 from mcmig.nodes.server import McServer
 from mcmig.nodes.ue import UserEquipment
@@ -17,6 +19,10 @@ from mcmig.sip.timers import TimerConfig
 from mcmig.transport.base import TransportConfig
 from mcmig.transport.memory import MemoryNetwork
 from mcmig.transport.tls import client_context, server_context
+
+# Seconds a stopping deployment waits for the answers to the BYEs of its calls.
+HANG_UP_GRACE = 2.0
+log = logging.getLogger("mcmig.deployment")
 
 
 def registry_path(state_dir: Path, node_name: str) -> Path:
@@ -31,7 +37,12 @@ class RunningDeployment:
     clients: dict[str, UserEquipment] = field(default_factory=dict)
     nodes: list[SipNode] = field(default_factory=list)
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = HANG_UP_GRACE) -> None:
+        """Hang up every call (BYE on each leg, ``grace`` s at most for the
+        answers), then stop the nodes and close the registries."""
+        ended = await end_calls(self.nodes, grace)
+        if ended:
+            log.info("ended %d dialogs with BYE before stopping", ended)
         for node in self.nodes:
             await node.stop()
         for server in self.servers.values():

@@ -21,6 +21,7 @@ class Cause(Enum):
     UNKNOWN_MC_SYSTEM = ("unknown-mc-system", 404)
     UNKNOWN_USER = ("unknown-user", 404)
     MIGRATION_NOT_PERMITTED = ("migration-not-permitted", 403)
+    USER_NOT_REACHABLE = ("user-not-reachable", 480)
     OVERLOADED = ("overloaded", 503)
     TIMEOUT = ("timeout", 504)
 
@@ -44,14 +45,16 @@ def failure_response(
     headers: list[tuple[str, str]] | None = None,
 ) -> Response:
     """A failure as PROFILE 2.5 shapes it: Warning 399 and a failure body."""
+    extra, body = failure_headers(cause, text, agent)
+    return make_response(request, cause.status, headers=extra + (headers or []), body=body)
+
+
+def failure_headers(cause: Cause, text: str, agent: str) -> tuple[list[tuple[str, str]], bytes]:
+    """The Warning, Content-Type and cause body of a failure (PROFILE 2.5), for
+    responses built elsewhere (an INVITE's, through its server handle)."""
     clean = text.replace("\\", "").replace('"', "'")
-    extra = [("Warning", f'399 {agent} "{cause.token}: {clean}"'), ("Content-Type", CONTENT_TYPE)]
-    return make_response(
-        request,
-        cause.status,
-        headers=extra + (headers or []),
-        body=encode(MigrationFailure(cause.token, text)),
-    )
+    headers = [("Warning", f'399 {agent} "{cause.token}: {clean}"'), ("Content-Type", CONTENT_TYPE)]
+    return headers, encode(MigrationFailure(cause.token, text))
 
 
 def unsupported_media_type(request: Request) -> Response:

@@ -162,6 +162,9 @@ class InviteUsage:
     def _cancel(self, out: OutgoingInvite) -> None:
         if out.final.done():
             return
+        if not out.provisional_seen:
+            out.cancel_waiting = True  # sent when the first provisional arrives (9.1)
+            return
         invite = out.request
         headers = [("Via", invite.get("Via") or "")]
         headers += [(n, v) for n, v in invite.headers if n == "Route"]
@@ -187,6 +190,10 @@ class InviteUsage:
         if out is None:
             return
         if response.status < 200:
+            out.provisional_seen = True
+            if out.cancel_waiting:
+                out.cancel_waiting = False
+                self._cancel(out)
             if out.on_provisional is not None:
                 out.on_provisional(response)
             return

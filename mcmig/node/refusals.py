@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from mcmig.node.invite_usage import InviteUsage
+from mcmig.node.invite_usage import InviteHandler, InviteUsage
 from mcmig.sip.errors import SipParseError
 from mcmig.sip.message import Request, Response
 from mcmig.sip.peer import TransportAddress, response_destination, stamp_received
@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from mcmig.transport.udp import UdpTransport
 
 SUPPORTED_EXTENSIONS: frozenset[str] = frozenset()
+# What a node with calls on handles besides its handlers' methods.
+CALL_METHODS = frozenset({"INVITE", "ACK", "BYE", "CANCEL", "INFO", "UPDATE"})
 
 # The refusal for a request from a sender that may not talk to a node at all, or None.
 Gatekeeper = Callable[[Request, TransportAddress], Response | None]
@@ -43,6 +45,7 @@ class Refusals(InviteUsage):
     # Set by a node at a system's border: the refusal for a request from a sender
     # that may not talk to us at all, or None to let it in.
     gatekeeper: Gatekeeper | None
+    invite_handler: InviteHandler | None
 
     @property
     def address(self) -> str:
@@ -189,4 +192,9 @@ class Refusals(InviteUsage):
         return make_response(request, 405, headers=[("Allow", self.allow_header())])
 
     def allow_header(self) -> str:
-        return ", ".join(sorted(self.handlers))
+        """Every method this node handles (RFC 3261 20.5): its handlers', and with
+        calls on, those of INVITE dialogs, in which any method is relayed or answered."""
+        methods = set(self.handlers)
+        if self.invite_handler is not None:
+            methods |= CALL_METHODS
+        return ", ".join(sorted(methods))

@@ -27,6 +27,7 @@ from mcmig.sip.invite_server_transaction import InviteServerTransaction
 from mcmig.sip.message import Request, Response
 from mcmig.sip.parser import parse_message
 from mcmig.sip.peer import (
+    DEFAULT_PORTS,
     TransportAddress,
     reconnect_destination,
     stamp_received,
@@ -73,6 +74,9 @@ class NodeStats:
     retransmissions: int = 0  # of our own requests, over UDP (Timer E)
     shed: int = 0  # requests answered 503 because the node was overloaded
     turned_away: int = 0  # requests from senders the gatekeeper refused, statelessly
+    foreign_responses: int = 0  # responses dropped because their top Via was not ours
+    calls_bridged: int = 0  # dialogs pairs a B2BUA bridged
+    calls_ended_at_limit: int = 0  # bridged calls ended by the maximum duration (BYE lost)
     unreachable: int = 0  # ICMP unreachable errors for datagrams we sent
     by_method: dict[str, int] = field(default_factory=dict)
 
@@ -264,6 +268,10 @@ class SipNode(Refusals):
                     return
                 events = self.layer.receive_request(message, source, self._loop.time())
             else:
+                if not self._sent_by_us(message.top_via):
+                    # RFC 3261 18.1.2: a response whose top Via is not ours is dropped.
+                    self.stats.foreign_responses += 1
+                    return
                 events = self.layer.receive_response(message, self._loop.time())
         except SipParseError as exc:
             self._reject(exc, source)
@@ -375,6 +383,13 @@ class SipNode(Refusals):
             response.add("Server", self._server_header)
         self.layer.respond(txn, response, self._loop.time())
         self._flush()
+
+    def _sent_by_us(self, via: Via) -> bool:
+        host = via.host[1:-1] if via.host.startswith("[") else via.host
+        if host.lower() != self.host.lower():
+            return False
+        port = via.port or DEFAULT_PORTS.get(via.transport, 5060)
+        return port == self.port or port in self.ports.values()
 
     # -- output and time ---------------------------------------------------------------
     def _local(self, transport: str) -> TransportAddress:

@@ -26,7 +26,7 @@ async def forward(
     PROFILE 2.5: status, cause body and Warning text pass upstream unchanged
     (a gateway puts its own system's name as the Warning agent). No other
     header of the downstream response crosses. No final response in time
-    gives 504 ``timeout``, never 408 (RFC 4320).
+    gives 504 ``timeout``, and so does a downstream 408: never 408 (RFC 4320), never 500.
     """
     try:
         response = await node.send_request(downstream, destination, timeout=timeout)
@@ -36,6 +36,10 @@ async def forward(
         )
     except SipTransportError:
         return failure_response(upstream, Cause.TIMEOUT, "the next hop could not be reached", agent)
+    if response.status == 408:
+        # RFC 4320: a 408 to a non-INVITE request is never passed on; it is the
+        # PROFILE's timeout, as if our own leg had timed out.
+        return failure_response(upstream, Cause.TIMEOUT, "the next hop timed out", agent)
     if relay is not None:
         return relay(upstream, response, agent)
     return relay_response(upstream, response)
@@ -49,10 +53,9 @@ def relay_response(upstream: Request, response: Response) -> Response:
     content_type = response.get("Content-Type")
     if response.body and content_type is not None:
         headers.append(("Content-Type", content_type))
-    status = 500 if response.status == 408 else response.status  # RFC 4320: never pass on a 408
     return make_response(
         upstream,
-        status,
+        response.status,
         response.reason,
         headers=headers,
         body=response.body if content_type else b"",

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from mcmig.node.dialogs import Dialog, InviteServerHandle, target_address
+from mcmig.node.dialogs import Dialog, InviteServerHandle, dialog_path
 from mcmig.node.runtime import SipNode, SipTimeoutError, SipTransportError
 from mcmig.nodes.hiding import RELAYED_HEADERS, Hiding, plain_reason
 from mcmig.sip.message import Request, Response
@@ -58,6 +58,10 @@ def _reason(response: Response, hiding: Hiding | None, default: str = "OK") -> s
     return hiding.reason(response.reason, default)
 
 
+# A call whose BYE was lost would otherwise hold its two dialogs for ever.
+MAX_CALL_DURATION = 4 * 3600.0
+
+
 async def relay_invite(
     node_in: SipNode,
     node_out: SipNode,
@@ -65,6 +69,7 @@ async def relay_invite(
     leg_b: Request,
     destination: TransportAddress,
     border: CallBorder | None = None,
+    max_duration: float = MAX_CALL_DURATION,
 ) -> None:
     """Place ``leg_b`` and answer ``handle`` with what comes back; bridge the call on 2xx.
 
@@ -117,21 +122,25 @@ async def relay_invite(
     )
     request = handle.request
     contact = request.contacts[0].uri if request.contacts else None
-    fallback = handle.source
+    remote_target = contact if contact is not None else request.from_.uri
+    route_set, first_hop = dialog_path(request.record_routes, remote_target, handle.source)
+    if contact is None and not route_set:
+        first_hop = handle.source  # no Contact: answer where the INVITE came from
     leg_a_dialog = Dialog(
         call_id=request.call_id,
         local_tag=handle.to_tag,
         remote_tag=request.from_.tag or "",
         local_uri=str(request.to.uri),
         remote_uri=str(request.from_.uri),
-        remote_target=contact if contact is not None else request.from_.uri,
-        destination=target_address(contact, fallback) if contact is not None else fallback,
+        remote_target=remote_target,
+        destination=first_hop,
         local_contact=str(node_in.uri),
         local_cseq=0,
         handler=lambda r, s, h: _no_handler(r),
         remote_cseq=request.cseq.seq,
+        route_set=route_set,
     )
-    bridge(node_in, leg_a_dialog, node_out, leg_b_dialog, border)
+    bridge(node_in, leg_a_dialog, node_out, leg_b_dialog, border, max_duration)
     headers = [("Contact", f"<{node_in.uri}>"), *_answer_headers(final, hiding)]
     handle.respond(handle.response(final.status, headers, final.body, _reason(final, hiding)))
 
@@ -149,17 +158,22 @@ def _leg_b_dialog(
     node: SipNode, leg_b: Request, final: Response, destination: TransportAddress
 ) -> Dialog:
     contact = final.contacts[0].uri if final.contacts else None
+    remote_target = contact if contact is not None else leg_b.uri
+    route_set, first_hop = dialog_path(final.record_routes[::-1], remote_target, destination)
+    if contact is None and not route_set:
+        first_hop = destination
     return Dialog(
         call_id=leg_b.call_id,
         local_tag=leg_b.from_.tag or "",
         remote_tag=final.to.tag or "",
         local_uri=str(leg_b.from_.uri),
         remote_uri=str(leg_b.to.uri),
-        remote_target=contact if contact is not None else leg_b.uri,
-        destination=target_address(contact, destination) if contact is not None else destination,
+        remote_target=remote_target,
+        destination=first_hop,
         local_contact=str(node.uri),
         local_cseq=leg_b.cseq.seq,
         handler=lambda r, s, h: _no_handler(r),
+        route_set=route_set,
     )
 
 
@@ -170,18 +184,84 @@ async def _send_in_dialog(node: SipNode, dialog: Dialog, request: Request) -> Re
         return None
 
 
+@dataclass
+class BridgedCall:
+    """Two dialogs bridged by a B2BUA, and the timer that ends them if no BYE does."""
+
+    node_a: SipNode
+    a: Dialog
+    node_b: SipNode
+    b: Dialog
+    limit: asyncio.TimerHandle | None = None
+
+    def forget(self) -> None:
+        self.node_a.dialogs.pop(self.a.key, None)
+        self.node_b.dialogs.pop(self.b.key, None)
+        if self.limit is not None:
+            self.limit.cancel()
+            self.limit = None
+
+    async def end_at_limit(self, max_duration: float) -> None:
+        """The maximum duration passed (a BYE was lost): BYE on each leg."""
+        self.limit = None
+        self.forget()
+        self.node_a.stats.calls_ended_at_limit += 1
+        self.node_a.log.warning(
+            "call %s ended after %g s, the maximum duration: BYE on both legs",
+            self.a.call_id,
+            max_duration,
+        )
+        await asyncio.gather(
+            _send_in_dialog(self.node_a, self.a, self.a.request("BYE")),
+            _send_in_dialog(self.node_b, self.b, self.b.request("BYE")),
+        )
+
+
 def bridge(
-    node_a: SipNode, a: Dialog, node_b: SipNode, b: Dialog, border: CallBorder | None = None
-) -> None:
-    """Connect two dialogs: what arrives on one is sent on the other."""
-    a.handler = _relay_handler(node_a, a, node_b, b, border)
-    b.handler = _relay_handler(node_b, b, node_a, a, border)
+    node_a: SipNode,
+    a: Dialog,
+    node_b: SipNode,
+    b: Dialog,
+    border: CallBorder | None = None,
+    max_duration: float = MAX_CALL_DURATION,
+) -> BridgedCall:
+    """Connect two dialogs: what arrives on one is sent on the other, until a BYE
+    or the maximum duration ends both."""
+    call = BridgedCall(node_a, a, node_b, b)
+    a.handler = _relay_handler(node_a, a, node_b, b, border, call)
+    b.handler = _relay_handler(node_b, b, node_a, a, border, call)
     node_a.dialogs[a.key] = a
     node_b.dialogs[b.key] = b
+    node_a.stats.calls_bridged += 1
+    call.limit = asyncio.get_running_loop().call_later(
+        max_duration, lambda: node_a._spawn(call.end_at_limit(max_duration))
+    )
+    return call
+
+
+async def end_calls(nodes: Iterable[SipNode], grace: float) -> int:
+    """BYE on every dialog of these nodes, waiting ``grace`` s at most for the
+    answers: a node that stops with calls up lets each party know. The number
+    of dialogs ended."""
+    byes = []
+    for node in nodes:
+        for dialog in list(node.dialogs.values()):
+            node.dialogs.pop(dialog.key, None)
+            byes.append(asyncio.ensure_future(_send_in_dialog(node, dialog, dialog.request("BYE"))))
+    if byes:
+        await asyncio.wait(byes, timeout=grace)
+        for bye in byes:
+            bye.cancel()
+    return len(byes)
 
 
 def _relay_handler(
-    node_x: SipNode, x: Dialog, node_y: SipNode, y: Dialog, border: CallBorder | None
+    node_x: SipNode,
+    x: Dialog,
+    node_y: SipNode,
+    y: Dialog,
+    border: CallBorder | None,
+    call: BridgedCall,
 ) -> Callable[
     [Request, TransportAddress, InviteServerHandle | None], asyncio.Future[Response | None]
 ]:
@@ -197,8 +277,7 @@ def _relay_handler(
             await _relay_reinvite(node_y, y, x, invite, hiding)
             return None
         if request.method == "BYE":
-            node_x.dialogs.pop(x.key, None)
-            node_y.dialogs.pop(y.key, None)
+            call.forget()
             response = await _send_in_dialog(node_y, y, y.request("BYE"))
             node_x.log.info(
                 "call %s ended (%s)", x.call_id, "BYE answered" if response else "other leg gone"

@@ -19,7 +19,7 @@ from mcmig.mc.body import (
     MigrationRequest,
     decode,
 )
-from mcmig.mc.causes import Cause, failure_response
+from mcmig.mc.causes import Cause, failure_headers, failure_response
 from mcmig.node.dialogs import InviteServerHandle
 from mcmig.node.runtime import SipNode
 from mcmig.nodes.b2bua import forward, next_max_forwards, shed_like_the_profile, too_many_hops
@@ -224,13 +224,17 @@ class McGateway:
             return
         peer = self.system.peer(request.uri.host.lower())
         if peer is None:
-            handle.respond(
-                handle.response(404, [("Warning", f'399 {self.agent} "unknown-mc-system"')])
-            )
+            self._refuse_call(handle, Cause.UNKNOWN_MC_SYSTEM, f"no peer for {request.uri.host}")
             return
         leg_b = crossing_request(request, request.body, self.hiding, next_max_forwards(request))
         await relay_invite(
-            self.internal, self.external, handle, leg_b, peer.target, self._border_of_calls()
+            self.internal,
+            self.external,
+            handle,
+            leg_b,
+            peer.target,
+            self._border_of_calls(),
+            self.system.call_max_duration,
         )
 
     async def inbound_invite(self, handle: InviteServerHandle) -> None:
@@ -238,11 +242,7 @@ class McGateway:
         refusal = self._authenticate_peer(handle.source)[1]
         if refusal is not None:
             self.external.log.info("403 peer-not-authorized: %s", refusal)
-            handle.respond(
-                handle.response(
-                    403, [("Warning", f'399 {self.agent} "peer-not-authorized: {refusal}"')]
-                )
-            )
+            self._refuse_call(handle, Cause.PEER_NOT_AUTHORIZED, refusal)
             return
         if not isinstance(request.uri, SipUri) or request.max_forwards == 0:
             handle.respond(handle.response(416 if not isinstance(request.uri, SipUri) else 483))
@@ -250,8 +250,18 @@ class McGateway:
         leg_b = crossing_request(request, request.body, self.hiding, next_max_forwards(request))
         server = self.system.servers[0].listen.address()
         await relay_invite(
-            self.external, self.internal, handle, leg_b, server, self._border_of_calls()
+            self.external,
+            self.internal,
+            handle,
+            leg_b,
+            server,
+            self._border_of_calls(),
+            self.system.call_max_duration,
         )
+
+    def _refuse_call(self, handle: InviteServerHandle, cause: Cause, text: str) -> None:
+        headers, body = failure_headers(cause, text, self.agent)
+        handle.respond(handle.response(cause.status, headers, body))
 
     def _border_of_calls(self) -> CallBorder:
         """What a call's answers and in-dialog traffic hide on their way out."""

@@ -162,10 +162,9 @@ def crossing_response(upstream: Request, response: Response, hiding: Hiding | No
                 cause = replace(cause, text=hiding.text(cause.text))
             body = encode(cause) if hiding is not None else response.body
             headers.append(("Content-Type", CONTENT_TYPE))
-    status = 500 if response.status == 408 else response.status  # RFC 4320: never pass on a 408
-    reason = response.reason if status == response.status else "Server Internal Error"
-    reason = plain_reason(reason) if hiding is None else hiding.reason(reason)
-    return make_response(upstream, status, reason, headers=headers, body=body)
+    # (a 408 never gets here: b2bua.forward answers it as 504 timeout, RFC 4320)
+    reason = plain_reason(response.reason) if hiding is None else hiding.reason(response.reason)
+    return make_response(upstream, response.status, reason, headers=headers, body=body)
 
 
 def plain_reason(reason: str, default: str = "Unknown") -> str:

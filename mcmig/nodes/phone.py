@@ -10,7 +10,7 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from mcmig.node.dialogs import Dialog, InviteServerHandle, target_address
+from mcmig.node.dialogs import Dialog, InviteServerHandle, dialog_path
 from mcmig.node.runtime import SipNode, SipTimeoutError, SipTransportError
 from mcmig.sip.message import Request, Response
 from mcmig.sip.peer import TransportAddress
@@ -51,6 +51,7 @@ class Answerer:
             self.tell(f"call from {request.from_.uri}: cancelled")
             return
         contact = request.contacts[0].uri if request.contacts else request.from_.uri
+        route_set, first_hop = dialog_path(request.record_routes, contact, handle.source)
         dialog = Dialog(
             call_id=request.call_id,
             local_tag=handle.to_tag,
@@ -58,7 +59,8 @@ class Answerer:
             local_uri=str(request.to.uri),
             remote_uri=str(request.from_.uri),
             remote_target=contact,
-            destination=target_address(contact, handle.source),
+            destination=first_hop,
+            route_set=route_set,
             local_contact=self.contact,
             local_cseq=0,
             handler=self.in_call,
@@ -162,6 +164,7 @@ async def place_call(
             final.status, final.reason, contact=redirect, provisional=tuple(provisional)
         )
     remote = final.contacts[0].uri if final.contacts else invite.uri
+    route_set, first_hop = dialog_path(final.record_routes[::-1], remote, server)
     ended = asyncio.Event()
 
     async def in_call(
@@ -181,7 +184,8 @@ async def place_call(
         local_uri=caller,
         remote_uri=callee,
         remote_target=remote,
-        destination=target_address(remote, server),
+        destination=first_hop,
+        route_set=route_set,
         local_contact=contact,
         local_cseq=invite.cseq.seq,
         handler=in_call,

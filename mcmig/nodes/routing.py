@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mcmig.mc.causes import Cause
 from mcmig.mc.registry import MigrationStore, SqliteVisitorStore
 from mcmig.profiles.model import SystemProfile
 from mcmig.sip.peer import TransportAddress
@@ -31,8 +32,12 @@ class Redirect:
 
 @dataclass(frozen=True)
 class Refuse:
-    status: int  # 404 not ours, 480 not reachable now
+    cause: Cause  # unknown-user (404) or user-not-reachable (480)
     reason: str
+
+    @property
+    def status(self) -> int:
+        return self.cause.status
 
 
 Decision = Forward | Redirect | Refuse
@@ -63,7 +68,7 @@ class UserLocator:
 
     def locate(self, uri: SipUri) -> Decision:
         if uri.host.lower() != self.system.domain or uri.user is None:
-            return Refuse(404, "not a user of this system")
+            return Refuse(Cause.UNKNOWN_USER, "not a user of this system")
         aor = f"sip:{uri.user}@{self.system.domain}"
         if self.system.users.is_user(uri.user):
             record = self.store.get(aor)
@@ -73,10 +78,13 @@ class UserLocator:
                 target = parse_sip_uri(record.temporary_id or aor)
                 hop = self.next_hop(record.partner_system, record.partner_address)
                 if hop is None:
-                    return Refuse(480, "no route to the partner system")
+                    return Refuse(Cause.USER_NOT_REACHABLE, "no route to the partner system")
                 return Forward(target, hop, leaves_system=True)
         binding = self.visitors.by_temporary_id(aor)
         if binding is not None and binding.contact is not None:
             contact = parse_sip_uri(binding.contact)
             return Forward(contact, contact_address(binding.contact), leaves_system=False)
-        return Refuse(480, "not reachable now")
+        if binding is None and not self.system.users.is_user(uri.user):
+            # Neither a user of ours nor a visitor's temporary identity (any more).
+            return Refuse(Cause.UNKNOWN_USER, "not a user of this system")
+        return Refuse(Cause.USER_NOT_REACHABLE, "not reachable now")

@@ -16,7 +16,7 @@ from mcmig.mc.body import (
     encode,
     system_domain,
 )
-from mcmig.mc.causes import Cause, failure_response, unsupported_media_type
+from mcmig.mc.causes import Cause, failure_headers, failure_response, unsupported_media_type
 from mcmig.mc.identities import new_temporary_id
 from mcmig.mc.registry import (
     GroupCommit,
@@ -408,11 +408,7 @@ class McServer:
         if isinstance(decision, Redirect):
             return make_response(request, 302, headers=[("Contact", f"<{decision.contact}>")])
         if not isinstance(decision, Forward):
-            return make_response(
-                request,
-                decision.status,
-                headers=[("Warning", f'399 {self.agent} "{decision.reason}"')],
-            )
+            return self.fail(request, decision.cause, decision.reason)
         hops = too_many_hops(request)
         if hops is not None:
             return hops
@@ -445,11 +441,8 @@ class McServer:
             handle.respond(handle.response(302, [("Contact", f"<{decision.contact}>")]))
             return
         if not isinstance(decision, Forward):
-            handle.respond(
-                handle.response(
-                    decision.status, [("Warning", f'399 {self.agent} "{decision.reason}"')]
-                )
-            )
+            headers, body = failure_headers(decision.cause, decision.reason, self.agent)
+            handle.respond(handle.response(decision.status, headers, body))
             return
         if request.max_forwards == 0:
             handle.respond(handle.response(483))
@@ -463,4 +456,11 @@ class McServer:
             content_type=request.get("Content-Type") if request.body else None,
             max_forwards=next_max_forwards(request),
         )
-        await relay_invite(self.node, self.node, handle, leg_b, decision.destination)
+        await relay_invite(
+            self.node,
+            self.node,
+            handle,
+            leg_b,
+            decision.destination,
+            max_duration=self.system.call_max_duration,
+        )

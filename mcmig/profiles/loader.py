@@ -208,15 +208,20 @@ def _system(node: _Node, base: Path) -> SystemProfile:
                 "so that each 504 arrives upstream in time"
             )
     call_mode = "forward"
+    call_max_duration = SystemProfile.call_max_duration
     if "calls" in node.data:
         c = node.child("calls")
-        c.only("mode")
+        c.only("mode", "max_duration")
         call_mode = c.get("mode", str, "forward")
         if call_mode not in ("forward", "redirect"):
             c.fail("must be forward or redirect", "mode")
+        call_max_duration = c.get("max_duration", float, call_max_duration)
+        if not call_max_duration > 0:
+            c.fail("must be more than 0 seconds", "max_duration")
     return SystemProfile(
         tokens=_tokens(node),
         call_mode=call_mode,
+        call_max_duration=call_max_duration,
         domain=domain,
         migration_psi=psi,
         idms=IdmsProfile(idms.get("issuer", str), idms.get("kid", str), key_file),

@@ -107,6 +107,9 @@ class SystemProfile:
     # How calls and data reach a migrated user (PROFILE 4): "forward" to the
     # temporary identity, or "redirect" with 302.
     call_mode: str = "forward"
+    # Seconds after which a bridged call is ended with a BYE on each leg (a lost
+    # BYE must not hold a dialog for ever).
+    call_max_duration: float = 4 * 3600.0
     tokens: TokenRules = field(default_factory=TokenRules)
 
     def peer(self, domain: str) -> Peer | None:

@@ -50,3 +50,47 @@ def test_sipp_calls_a_migrated_user(tmp_path: Path) -> None:
         assert ue.phone.calls == {}
     finally:
         lab.close()
+
+
+def test_sipp_sends_info_and_update_inside_calls_to_a_migrated_user(tmp_path: Path) -> None:
+    """Through the whole chain (primary server, both gateways, partner server) and
+    back: every INFO and UPDATE gets a 2xx, which SIPp's scenario requires."""
+    lab = Lab("sip_profiles/demo3.yaml", tmp_path / "state", client_host="127.0.1.50")
+    lab.start()
+    try:
+        assert lab.running is not None
+        seen: list[str] = []
+        ue = lab.running.clients["alice-ue"]
+        ue.node.observers.append(
+            lambda d, m, s, t: seen.append(getattr(m, "method", "")) if d == "received" else None
+        )
+        result = lab.run(
+            asyncio.to_thread(
+                run_sipp,
+                "caller_in_dialog_uac.xml",
+                "-m",
+                "3",
+                "-r",
+                "3",
+                "-s",
+                "alice",
+                "-p",
+                str(free_port("127.0.1.61")),
+                "-timeout",
+                "30s",
+                "-timeout_error",
+                "-trace_err",
+                local_ip="127.0.1.61",
+                target="127.0.1.10:5060",
+                cwd=tmp_path,
+            )
+        )
+        errors = "".join(p.read_text(errors="replace") for p in tmp_path.glob("*_errors.log"))
+        assert result.returncode == 0, result.stdout[-2000:] + "\nSIPp errors:\n" + errors[-4000:]
+        m = re.search(r"Successful call\s*\|\s*\d+\s*\|\s*(\d+)", result.stdout)
+        assert m is not None and int(m.group(1)) == 3
+        lab.run(asyncio.sleep(0.2))
+        assert seen.count("INFO") == 3 and seen.count("UPDATE") == 3  # each reached alice
+        assert ue.phone.calls == {}
+    finally:
+        lab.close()
