@@ -326,3 +326,42 @@ def test_up_max_queue_delay_is_checked_and_zero_turns_queue_shedding_off() -> No
     shed_late_requests([off], 0)
     shed_late_requests([on], 0.15)
     assert (off.max_queue_delay, on.max_queue_delay) == (None, 0.15)
+
+
+def test_up_stopped_with_a_call_up_hangs_up_first(tmp_path: Path) -> None:
+    """SIGTERM to `mcmig up` with a call bridged: the caller gets a BYE before it exits."""
+    import asyncio
+
+    from mcmig.node.runtime import SipNode
+    from mcmig.nodes.phone import place_call
+    from mcmig.sip.peer import TransportAddress
+
+    up = Mcmig("up", "sip_profiles/demo3.yaml", "--state-dir", str(tmp_path))
+    loop = asyncio.new_event_loop()
+    caller = SipNode("caller", "127.0.1.52", 0)
+    answered = asyncio.Event()
+
+    async def call() -> str:
+        await caller.start()
+        running = asyncio.ensure_future(
+            place_call(
+                caller,
+                "sip:bob@primary.example",
+                "sip:alice@primary.example",
+                TransportAddress("UDP", "127.0.1.10", 5060),
+                hold=20,
+                on_answer=lambda dialog: answered.set(),
+            )
+        )
+        await asyncio.wait_for(answered.wait(), 10)
+        await asyncio.to_thread(up.stop)  # SIGTERM, and wait for the exit
+        outcome = await asyncio.wait_for(running, 5)
+        await caller.stop()
+        return str(outcome)
+
+    try:
+        assert loop.run_until_complete(call()) == "200 OK; call ended by the callee"
+        assert up.proc.returncode == 0
+    finally:
+        up.stop()
+        loop.close()
