@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,8 +57,16 @@ async def start_deployment(
     timers: TimerConfig | None = None,
     network: MemoryNetwork | None = None,
     transport: TransportConfig | None = None,
+    watch: Callable[[SipNode], None] | None = None,
 ) -> RunningDeployment:
-    """Start every node (or those named in ``only``); stop what started if one fails."""
+    """Start every node (or those named in ``only``); stop what started if one fails.
+    ``watch`` sees each node before it starts (to record all it sends)."""
+
+    def made(node: SipNode) -> SipNode:
+        if watch is not None:
+            watch(node)
+        return node
+
     running = RunningDeployment(deployment)
     try:
         for system in deployment.systems:
@@ -70,13 +79,15 @@ async def start_deployment(
             for server in system.servers:
                 if only is not None and server.name not in only:
                     continue
-                node = SipNode(
-                    server.name,
-                    server.listen.host,
-                    server.listen.port,
-                    timers=timers,
-                    network=network,
-                    transport_config=transport,
+                node = made(
+                    SipNode(
+                        server.name,
+                        server.listen.host,
+                        server.listen.port,
+                        timers=timers,
+                        network=network,
+                        transport_config=transport,
+                    )
                 )
                 path = registry_path(state_dir, server.name)
                 store, visitors = SqliteMigrationStore(path), SqliteVisitorStore(path)
@@ -87,21 +98,25 @@ async def start_deployment(
                 running.nodes.append(node)
             gw = system.gateway
             if gw is not None and (only is None or gw.name in only):
-                internal = SipNode(
-                    f"{gw.name}/internal",
-                    gw.internal.host,
-                    gw.internal.port,
-                    timers=timers,
-                    network=network,
-                    transport_config=transport,
+                internal = made(
+                    SipNode(
+                        f"{gw.name}/internal",
+                        gw.internal.host,
+                        gw.internal.port,
+                        timers=timers,
+                        network=network,
+                        transport_config=transport,
+                    )
                 )
-                external = SipNode(
-                    f"{gw.name}/external",
-                    gw.external.host,
-                    gw.external.port,
-                    timers=timers,
-                    network=network,
-                    transport_config=transport,
+                external = made(
+                    SipNode(
+                        f"{gw.name}/external",
+                        gw.external.host,
+                        gw.external.port,
+                        timers=timers,
+                        network=network,
+                        transport_config=transport,
+                    )
                 )
                 running.gateways[gw.name] = McGateway(internal, external, system, gw)
                 for node in (internal, external):
@@ -115,13 +130,15 @@ async def start_deployment(
         for profile in deployment.clients:
             if only is not None and profile.name not in only:
                 continue
-            node = SipNode(
-                profile.name,
-                profile.listen.host,
-                profile.listen.port,
-                timers=timers,
-                network=network,
-                transport_config=transport,
+            node = made(
+                SipNode(
+                    profile.name,
+                    profile.listen.host,
+                    profile.listen.port,
+                    timers=timers,
+                    network=network,
+                    transport_config=transport,
+                )
             )
             running.clients[profile.name] = UserEquipment(node, profile.user, deployment)
             await node.start()

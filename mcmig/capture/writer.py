@@ -18,6 +18,7 @@ import dpkt
 from mcmig.sip.peer import TransportAddress
 
 _MAC = b"\x00\x00\x00\x00\x00\x00"
+SNAPLEN = 262144  # tcpdump's and Wireshark's default
 
 
 class PcapRecorder:
@@ -25,7 +26,11 @@ class PcapRecorder:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._file: BinaryIO = path.open("wb")
-        self._writer = dpkt.pcap.Writer(self._file, linktype=dpkt.pcap.DLT_EN10MB, nano=False)
+        # The snapshot length covers any frame we write: a message over UDP is at
+        # most 65,507 bytes, and a TCP segment holds one message of up to 64 KiB.
+        self._writer = dpkt.pcap.Writer(
+            self._file, snaplen=SNAPLEN, linktype=dpkt.pcap.DLT_EN10MB, nano=False
+        )
         self._seq: dict[tuple[TransportAddress, TransportAddress], int] = {}
         self.packets = 0
 

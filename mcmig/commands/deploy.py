@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 from pathlib import Path
 
 from mcmig import compiled
-from mcmig.capture.attach import record_nodes
+from mcmig.capture.attach import Recording
 from mcmig.capture.writer import PcapRecorder
 from mcmig.commands.common import load, state_dir_of, until_signalled
 from mcmig.deployment import RunningDeployment, start_deployment
@@ -21,6 +22,7 @@ from mcmig.node.service import (
     shed_late_requests,
     tune_garbage_collector,
 )
+from mcmig.profiles.model import Deployment
 from mcmig.transport.base import TransportConfig
 
 _CONFIG = TransportConfig()
@@ -61,8 +63,10 @@ def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     up.add_argument(
         "--pcap",
-        metavar="DIR",
-        help="record every message sent and received into DIR/<deployment>.pcap",
+        metavar="FILE|DIR",
+        help="record every message sent and received, from before the first one is sent: "
+        "into FILE, or into DIR/<deployment>.pcap when the name is a folder (an existing "
+        "one, or one written with a trailing /)",
     )
     up.add_argument(
         "--max-queue-delay",
@@ -83,6 +87,26 @@ def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "run profiles with TLS yet",
     )
     up.set_defaults(func=run_up)
+
+
+def capture_path(given: str, deployment: str) -> Path:
+    """``--pcap``: a file, or a folder (existing, or named with a trailing slash)
+    that gets <deployment>.pcap."""
+    path = Path(given)
+    if path.is_dir() or given.endswith(("/", os.sep)):
+        return path / f"{deployment}.pcap"
+    return path
+
+
+def node_hosts(deployment: Deployment, only: set[str] | None) -> set[str]:
+    """The hosts the started nodes listen on: what they send is recorded as sent."""
+    hosts = {c.listen.host for c in deployment.clients if only is None or c.name in only}
+    for system in deployment.systems:
+        hosts |= {s.listen.host for s in system.servers if only is None or s.name in only}
+        gateway = system.gateway
+        if gateway is not None and (only is None or gateway.name in only):
+            hosts |= {gateway.internal.host, gateway.external.host}
+    return hosts
 
 
 def run_up(args: argparse.Namespace) -> int:
@@ -111,18 +135,20 @@ def run_up(args: argparse.Namespace) -> int:
             if only is not None and not only <= set(deployment.node_names()):
                 unknown = ", ".join(sorted(only - set(deployment.node_names())))
                 raise UsageError(f"no node {unknown} in {args.profile}")
-            running.append(await start_deployment(deployment, state_dir, only=only))
+            watch = None
             if args.pcap:
-                recorder = PcapRecorder(Path(args.pcap) / f"{deployment.name}.pcap")
+                recorder = PcapRecorder(capture_path(args.pcap, deployment.name))
                 recorders.append(recorder)
-                record_nodes(running[0].nodes, recorder)
+                watch = Recording(recorder, node_hosts(deployment, only)).watch
+            running.append(await start_deployment(deployment, state_dir, only=only, watch=watch))
             pacers.append(tune_garbage_collector())
             shed_late_requests(running[0].nodes, args.max_queue_delay / 1000)
             nodes = ", ".join(f"{n.name} {n.address}" for n in running[0].nodes)
             print(
                 f"deployment {deployment.name} ready: {nodes}; state in {state_dir}; "
                 f"event loop {args.loop}; SIP core {compiled.state()}; "
-                f"open files up to {open_files}",
+                f"open files up to {open_files}"
+                + (f"; capture in {recorders[0].path}" if recorders else ""),
                 flush=True,
             )
 

@@ -38,6 +38,18 @@ def test_up_records_a_pcap_that_tshark_decodes_and_ladder_draws(tmp_path: Path) 
     assert len(frames.stdout.split()) == len(sip.stdout.split()) > 30
     assert len(tcp_sip.stdout.split()) >= 8  # the large MESSAGE and its answers over TCP
     assert bad.stdout.strip() == ""
+    # the header's snapshot length covers the largest frame, which is whole
+    snaplen = int.from_bytes(pcap.read_bytes()[16:20], "little")
+    lengths = tshark_read(pcap, "-T", "fields", "-e", "frame.len", "-e", "frame.cap_len")
+    sizes = [tuple(map(int, line.split())) for line in lengths.stdout.splitlines()]
+    assert max(length for length, _ in sizes) > 1500  # the large MESSAGE, over TCP
+    assert snaplen >= max(length for length, _ in sizes)
+    assert all(length == captured for length, captured in sizes)
+    # recording began before any node sent: alice-ue's migration at start is there
+    from mcmig.capture.reader import read_sip
+
+    first = read_sip(pcap)[0]
+    assert first.label == "MESSAGE" and first.message.uri.user == "migration"  # type: ignore[union-attr]
     # the migration at start (alice-ue), the data and the call are all in the ladder
     svg = tmp_path / "flow.svg"
     drawn = mcmig("ladder", str(pcap), "--profile", "sip_profiles/demo3.yaml", "--svg", str(svg))
@@ -92,3 +104,15 @@ def test_ladder_refuses_what_is_not_a_capture(tmp_path: Path) -> None:
         and result.stderr.startswith("mcmig: ")
         and "Traceback" not in result.stderr
     )
+
+
+def test_pcap_takes_a_file_name_and_the_ready_line_says_where(tmp_path: Path) -> None:
+    from tests.support.tools import Mcmig
+
+    target = tmp_path / "runs" / "mine.pcap"
+    up = Mcmig("up", "sip_profiles/demo.yaml", "--state-dir", str(tmp_path), "--pcap", str(target))
+    try:
+        assert up.ready_line is not None and f"capture in {target}" in up.ready_line
+    finally:
+        assert up.stop() == 0
+    assert target.is_file() and not (target / "demo.pcap").exists()

@@ -85,9 +85,11 @@ class Mcmig:
         )
         deadline = time.monotonic() + timeout
         assert self.proc.stdout is not None
+        self.ready_line: str | None = None
         while time.monotonic() < deadline:
             line = self.proc.stdout.readline()
             if ready in line:
+                self.ready_line = line
                 return
             if not line and self.proc.poll() is not None:
                 break
