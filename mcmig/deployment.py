@@ -58,9 +58,11 @@ async def start_deployment(
     network: MemoryNetwork | None = None,
     transport: TransportConfig | None = None,
     watch: Callable[[SipNode], None] | None = None,
+    watch_server: Callable[[str, McServer, Path], None] | None = None,
 ) -> RunningDeployment:
     """Start every node (or those named in ``only``); stop what started if one fails.
-    ``watch`` sees each node before it starts (to record all it sends)."""
+    ``watch`` sees each node before it starts (to record all it sends), and
+    ``watch_server`` each MC service server with its registry file."""
 
     def made(node: SipNode) -> SipNode:
         if watch is not None:
@@ -94,6 +96,8 @@ async def start_deployment(
                 running.servers[server.name] = McServer(
                     node, system, server, store, verifier, visitors
                 )
+                if watch_server is not None:
+                    watch_server(server.name, running.servers[server.name], path)
                 await node.start()
                 running.nodes.append(node)
             gw = system.gateway

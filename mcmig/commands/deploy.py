@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from mcmig import compiled
@@ -15,6 +16,7 @@ from mcmig.deployment import RunningDeployment, start_deployment
 from mcmig.errors import UsageError
 from mcmig.node.gc_pacer import GarbageCollectorPacer
 from mcmig.node.limits import bound_repeated_logs, raise_open_file_limit
+from mcmig.node.runtime import SipNode
 from mcmig.node.service import (
     EVENT_LOOPS,
     MAX_QUEUE_DELAY,
@@ -22,8 +24,9 @@ from mcmig.node.service import (
     shed_late_requests,
     tune_garbage_collector,
 )
+from mcmig.observe.metrics import DeploymentMetrics, MetricsEndpoint
 from mcmig.profiles.model import Deployment
-from mcmig.transport.base import TransportConfig
+from mcmig.transport.base import TransportConfig, split_hostport
 
 _CONFIG = TransportConfig()
 
@@ -69,6 +72,14 @@ def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "one, or one written with a trailing /)",
     )
     up.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        type=_hostport,
+        help="serve Prometheus metrics of every node on http://HOST:PORT/metrics "
+        "(requests, responses, migrations by outcome and cause, migration latency, "
+        "transactions, dialogs, retransmissions, shed requests, registry rows)",
+    )
+    up.add_argument(
         "--max-queue-delay",
         metavar="MS",
         type=_milliseconds,
@@ -87,6 +98,26 @@ def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "run profiles with TLS yet",
     )
     up.set_defaults(func=run_up)
+
+
+def _each(watchers: list[Callable[[SipNode], None]], node: SipNode) -> None:
+    for watch in watchers:
+        watch(node)
+
+
+def _hostport(text: str) -> tuple[str, int]:
+    try:
+        return split_hostport(text, default_port=9464)  # Prometheus' registry of ports
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _serve_metrics(metrics: DeploymentMetrics, where: tuple[str, int]) -> MetricsEndpoint:
+    try:
+        return metrics.serve(*where)
+    except OSError as exc:
+        host, port = where
+        raise UsageError(f"{host}:{port} (metrics): {exc.strerror or exc}") from None
 
 
 def capture_path(given: str, deployment: str) -> Path:
@@ -128,6 +159,7 @@ def run_up(args: argparse.Namespace) -> int:
     async def main() -> None:
         running: list[RunningDeployment] = []
         recorders: list[PcapRecorder] = []
+        endpoints: list[MetricsEndpoint] = []
         pacers: list[GarbageCollectorPacer] = []
 
         async def started() -> None:
@@ -135,12 +167,24 @@ def run_up(args: argparse.Namespace) -> int:
             if only is not None and not only <= set(deployment.node_names()):
                 unknown = ", ".join(sorted(only - set(deployment.node_names())))
                 raise UsageError(f"no node {unknown} in {args.profile}")
-            watch = None
+            watchers: list[Callable[[SipNode], None]] = []
             if args.pcap:
                 recorder = PcapRecorder(capture_path(args.pcap, deployment.name))
                 recorders.append(recorder)
-                watch = Recording(recorder, node_hosts(deployment, only)).watch
-            running.append(await start_deployment(deployment, state_dir, only=only, watch=watch))
+                watchers.append(Recording(recorder, node_hosts(deployment, only)).watch)
+            metrics = DeploymentMetrics() if args.metrics else None
+            if metrics is not None:
+                watchers.append(metrics.watch)
+                endpoints.append(_serve_metrics(metrics, args.metrics))
+            running.append(
+                await start_deployment(
+                    deployment,
+                    state_dir,
+                    only=only,
+                    watch=lambda node: _each(watchers, node),
+                    watch_server=None if metrics is None else metrics.watch_server,
+                )
+            )
             pacers.append(tune_garbage_collector())
             shed_late_requests(running[0].nodes, args.max_queue_delay / 1000)
             nodes = ", ".join(f"{n.name} {n.address}" for n in running[0].nodes)
@@ -148,7 +192,8 @@ def run_up(args: argparse.Namespace) -> int:
                 f"deployment {deployment.name} ready: {nodes}; state in {state_dir}; "
                 f"event loop {args.loop}; SIP core {compiled.state()}; "
                 f"open files up to {open_files}"
-                + (f"; capture in {recorders[0].path}" if recorders else ""),
+                + (f"; capture in {recorders[0].path}" if recorders else "")
+                + (f"; metrics on http://{endpoints[0].address}/metrics" if endpoints else ""),
                 flush=True,
             )
 
@@ -161,6 +206,8 @@ def run_up(args: argparse.Namespace) -> int:
                 await running[0].stop()
             for recorder in recorders:
                 recorder.close()
+            for endpoint in endpoints:
+                endpoint.close()
 
     with asyncio.Runner(loop_factory=factory) as runner:
         runner.run(main())

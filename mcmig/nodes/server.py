@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Callable
 
 from mcmig.mc.body import (
     CONTENT_TYPE,
@@ -84,6 +85,8 @@ class McServer:
         # Tests set this to a Counter to see that each migration request (by Call-ID)
         # is handled once however often it arrives; off in service (it would grow).
         self.processed: Counter[str] | None = None
+        # Told of each migration request answered: (role, response, seconds taken).
+        self.on_migration: Callable[[str, Response, float], None] | None = None
         node.handlers["MESSAGE"] = self.on_message
         node.invite_handler = self.on_invite
         shed_like_the_profile(node, system.public_name)
@@ -125,17 +128,15 @@ class McServer:
         own_user = request.uri.host.lower() == self.system.domain and self.system.users.is_user(
             request.uri.user or ""
         )
-        if isinstance(body, MigrationRequest):
-            if to_psi and system_domain(body.mc_service_id) == self.system.domain:
-                return await self.home_role(request, body)
-            if to_psi:
-                return await self.partner_role(request, body)
-            if request.uri.host.lower() == self.system.domain:
-                refusal = self._cross_system_refusal(body, source)
-                if refusal is not None:
-                    return self.fail(request, Cause.PEER_NOT_AUTHORIZED, refusal)
-                return await self.primary_role(request, body)
-        elif isinstance(body, MigrationRelease):
+        if isinstance(body, MigrationRequest) and (
+            to_psi or request.uri.host.lower() == self.system.domain
+        ):
+            started = time.monotonic()
+            role, response = await self._migration(request, body, to_psi, source)
+            if self.on_migration is not None:
+                self.on_migration(role, response, time.monotonic() - started)
+            return response
+        if isinstance(body, MigrationRelease):
             if to_psi:
                 return await self.visitor_leaves(request, body)
             if request.uri.host.lower() == self.system.domain:
@@ -146,6 +147,19 @@ class McServer:
                     return await self.primary_release(request, body)
                 return await self.partner_release(request, body)
         return self.fail(request, Cause.BAD_REQUEST, "not a migration request this server takes")
+
+    async def _migration(
+        self, request: Request, body: MigrationRequest, to_psi: bool, source: TransportAddress
+    ) -> tuple[str, Response]:
+        """A migration request in the role it puts us in: home, partner or primary."""
+        if to_psi and system_domain(body.mc_service_id) == self.system.domain:
+            return "home", await self.home_role(request, body)
+        if to_psi:
+            return "partner", await self.partner_role(request, body)
+        refusal = self._cross_system_refusal(body, source)
+        if refusal is not None:
+            return "primary", self.fail(request, Cause.PEER_NOT_AUTHORIZED, refusal)
+        return "primary", await self.primary_role(request, body)
 
     def _cross_system_refusal(
         self,
