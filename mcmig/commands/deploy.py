@@ -24,6 +24,7 @@ from mcmig.node.service import (
     shed_late_requests,
     tune_garbage_collector,
 )
+from mcmig.observe.hep import HepSender
 from mcmig.observe.metrics import DeploymentMetrics, MetricsEndpoint
 from mcmig.profiles.model import Deployment
 from mcmig.transport.base import TransportConfig, split_hostport
@@ -78,6 +79,15 @@ def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="serve Prometheus metrics of every node on http://HOST:PORT/metrics "
         "(requests, responses, migrations by outcome and cause, migration latency, "
         "transactions, dialogs, retransmissions, shed requests, registry rows)",
+    )
+    up.add_argument(
+        "--hep",
+        metavar="HOST:PORT",
+        type=_hostport,
+        help="send every SIP message each node sends or receives as HEPv3 over UDP to a "
+        "capture server (Homer, heplify-server, Kamailio's sipcapture), with a capture "
+        "agent id per node (2001, 2002, ... in the order the ready line lists the nodes) "
+        "and the Call-ID as correlation id",
     )
     up.add_argument(
         "--max-queue-delay",
@@ -160,6 +170,7 @@ def run_up(args: argparse.Namespace) -> int:
         running: list[RunningDeployment] = []
         recorders: list[PcapRecorder] = []
         endpoints: list[MetricsEndpoint] = []
+        senders: list[HepSender] = []
         pacers: list[GarbageCollectorPacer] = []
 
         async def started() -> None:
@@ -172,6 +183,10 @@ def run_up(args: argparse.Namespace) -> int:
                 recorder = PcapRecorder(capture_path(args.pcap, deployment.name))
                 recorders.append(recorder)
                 watchers.append(Recording(recorder, node_hosts(deployment, only)).watch)
+            if args.hep:
+                hep = HepSender(*args.hep)
+                senders.append(hep)
+                watchers.append(hep.watch)
             metrics = DeploymentMetrics() if args.metrics else None
             if metrics is not None:
                 watchers.append(metrics.watch)
@@ -193,7 +208,8 @@ def run_up(args: argparse.Namespace) -> int:
                 f"event loop {args.loop}; SIP core {compiled.state()}; "
                 f"open files up to {open_files}"
                 + (f"; capture in {recorders[0].path}" if recorders else "")
-                + (f"; metrics on http://{endpoints[0].address}/metrics" if endpoints else ""),
+                + (f"; metrics on http://{endpoints[0].address}/metrics" if endpoints else "")
+                + (f"; HEP to {args.hep[0]}:{args.hep[1]}" if senders else ""),
                 flush=True,
             )
 
@@ -208,6 +224,8 @@ def run_up(args: argparse.Namespace) -> int:
                 recorder.close()
             for endpoint in endpoints:
                 endpoint.close()
+            for sender in senders:
+                sender.close()
 
     with asyncio.Runner(loop_factory=factory) as runner:
         runner.run(main())
