@@ -9,6 +9,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from mcmig import __version__
 from mcmig.bench import cli as bench
 from mcmig.commands import (
     certs,
@@ -58,12 +59,22 @@ def _cmd_responder(args: argparse.Namespace) -> int:
     return 0
 
 
+def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            chosen = action.choices.get(command)
+            if isinstance(chosen, argparse.ArgumentParser):
+                return chosen
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mcmig",
         description="SIP signalling for 3GPP MC migration service authorization.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
+    parser.add_argument("--version", action="version", version=f"mcmig {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -100,7 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        # The command's own usage, not the top level's: it is the command that
+        # does not take these (argparse exits 2 here).
+        _subparser(parser, args.command).error(f"unrecognized arguments: {' '.join(unknown)}")
     _configure_logging(args.verbose)
     try:
         return int(args.func(args))

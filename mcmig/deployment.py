@@ -17,7 +17,7 @@ from mcmig.nodes.ue import UserEquipment
 from mcmig.profiles.keys import idms_key
 from mcmig.profiles.model import Deployment
 from mcmig.sip.timers import TimerConfig
-from mcmig.transport.base import TransportConfig
+from mcmig.transport.base import TransportConfig, format_hostport
 from mcmig.transport.memory import MemoryNetwork
 from mcmig.transport.tls import client_context, server_context
 
@@ -48,6 +48,23 @@ class RunningDeployment:
             await node.stop()
         for server in self.servers.values():
             server.close()
+
+
+class NodeStartError(OSError):
+    """A node could not take its address; the text names the address and the node."""
+
+
+async def start_node(node: SipNode) -> None:
+    try:
+        await node.start()
+    except OSError as exc:
+        label = ", ".join(node.name.split("/"))
+        raise NodeStartError(f"{node.address} ({label}): {_reason(exc)}") from None
+
+
+def _reason(exc: OSError) -> str:
+    text = exc.strerror or str(exc)
+    return text[:1].lower() + text[1:]
 
 
 async def start_deployment(
@@ -98,7 +115,7 @@ async def start_deployment(
                 )
                 if watch_server is not None:
                     watch_server(server.name, running.servers[server.name], path)
-                await node.start()
+                await start_node(node)
                 running.nodes.append(node)
             gw = system.gateway
             if gw is not None and (only is None or gw.name in only):
@@ -124,13 +141,17 @@ async def start_deployment(
                 )
                 running.gateways[gw.name] = McGateway(internal, external, system, gw)
                 for node in (internal, external):
-                    await node.start()
+                    await start_node(node)
                     running.nodes.append(node)
                 if gw.tls is not None:
                     names = {(p.target.host, p.target.port): p.domain for p in system.peers}
-                    await external.enable_tls(
-                        gw.tls.port, server_context(gw.tls), client_context(gw.tls), names
-                    )
+                    try:
+                        await external.enable_tls(
+                            gw.tls.port, server_context(gw.tls), client_context(gw.tls), names
+                        )
+                    except OSError as exc:
+                        where = f"{format_hostport(external.host, gw.tls.port)}"
+                        raise NodeStartError(f"{where} ({gw.name}, TLS): {_reason(exc)}") from None
         for profile in deployment.clients:
             if only is not None and profile.name not in only:
                 continue
@@ -145,7 +166,7 @@ async def start_deployment(
                 )
             )
             running.clients[profile.name] = UserEquipment(node, profile.user, deployment)
-            await node.start()
+            await start_node(node)
             running.nodes.append(node)
         for name, ue in running.clients.items():
             target = next(c.migrate_to for c in deployment.clients if c.name == name)

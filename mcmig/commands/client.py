@@ -6,13 +6,12 @@ import argparse
 import asyncio
 import sys
 
-from mcmig.commands.common import EXIT_OK, EXIT_SIP_FAILURE, load
+from mcmig.commands.common import EXIT_OK, EXIT_SIP_FAILURE, listen_address, load
 from mcmig.errors import UsageError
 from mcmig.mc.body import BodyError, service_id_uri
 from mcmig.node.runtime import SipNode, SipTimeoutError, SipTransportError
-from mcmig.nodes.phone import place_call
+from mcmig.nodes.phone import place_call, warning_text
 from mcmig.nodes.ue import UserEquipment, send_data
-from mcmig.transport.base import split_hostport
 
 HELP = "commands: migrate DOMAIN | home | release | send URI TEXT | hangup | quit"
 
@@ -77,11 +76,7 @@ def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def _node(name: str, listen: str) -> SipNode:
-    try:
-        host, port = split_hostport(listen, default_port=0)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    return SipNode(name, host, port)
+    return SipNode(name, *listen_address(listen))
 
 
 def _check_uri(text: str, what: str) -> None:
@@ -109,7 +104,8 @@ def run_send(args: argparse.Namespace) -> int:
         finally:
             await node.stop()
         contact = f" Contact: {response.get('Contact')}" if response.status // 100 == 3 else ""
-        print(f"{response.status} {response.reason}{contact}")
+        warning = warning_text(response) if response.status >= 300 else None
+        print(f"{response.status} {response.reason}{f': {warning}' if warning else ''}{contact}")
         return EXIT_OK if response.status // 100 == 2 else EXIT_SIP_FAILURE
 
     return asyncio.run(main())
@@ -180,12 +176,18 @@ def run_client(args: argparse.Namespace) -> int:
                 line = await loop.run_in_executor(None, sys.stdin.readline)
                 if not line or line.strip() == "quit":
                     break
-                await _command(ue, node, deployment, line.split(maxsplit=2))
+                await _command(ue, node, deployment, command_words(line))
         finally:
             await node.stop()
 
     asyncio.run(main())
     return EXIT_OK
+
+
+def command_words(line: str) -> list[str]:
+    """A line the user typed, as a command and its arguments; the text of `send`
+    keeps its inner spaces but not the terminal's line ending."""
+    return line.rstrip("\r\n").split(maxsplit=2)
 
 
 async def _command(ue: UserEquipment, node: SipNode, deployment: object, words: list[str]) -> None:

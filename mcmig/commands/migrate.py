@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import logging
 
-from mcmig.commands.common import EXIT_OK, EXIT_SIP_FAILURE, load
+from mcmig.commands.common import EXIT_OK, EXIT_SIP_FAILURE, listen_address, load
 from mcmig.errors import UsageError
 from mcmig.mc.body import BodyError, service_id_uri
 from mcmig.mc.tokens import issue_token
@@ -14,7 +14,6 @@ from mcmig.node.runtime import SipNode
 from mcmig.nodes.client import McClient, MigrationOutcome
 from mcmig.profiles import Deployment
 from mcmig.profiles.keys import idms_key
-from mcmig.transport.base import split_hostport
 
 
 def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -66,10 +65,7 @@ def run_migrate(args: argparse.Namespace) -> int:
     except BodyError as exc:
         raise UsageError(exc.reason) from None
     token = args.token or token_for(deployment, args.partner, args.user)
-    try:
-        host, port = split_hostport(args.listen, default_port=0)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    host, port = listen_address(args.listen)
 
     async def main() -> MigrationOutcome:
         node = SipNode("client", host, port)

@@ -10,6 +10,7 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from mcmig.mc.causes import warning_cause
 from mcmig.node.dialogs import Dialog, InviteServerHandle, dialog_path
 from mcmig.node.runtime import SipNode, SipTimeoutError, SipTransportError
 from mcmig.sip.message import Request, Response
@@ -17,6 +18,15 @@ from mcmig.sip.peer import TransportAddress
 from mcmig.sip.requests import make_request
 from mcmig.sip.responses import make_response
 from mcmig.sip.uri import parse_sip_uri
+
+
+def warning_text(response: Response) -> str | None:
+    """The text of a response's 399 Warning, with its agent: "cause: text (from agent)"."""
+    parsed = warning_cause(response.get("Warning"))
+    if parsed is None:
+        return None
+    agent, text = parsed
+    return f"{text} (from {agent})"
 
 
 def sdp(host: str, session: str) -> bytes:
@@ -115,9 +125,12 @@ class CallOutcome:
     ended_by: str | None = None  # "caller" or "callee" for an answered call
     contact: str | None = None  # a redirect's Contact
     provisional: tuple[int, ...] = ()
+    warning: str | None = None  # a refusal's Warning text (PROFILE 2.5: "cause: text")
 
     def __str__(self) -> str:
         text = f"{self.status} {self.reason}"
+        if self.warning:
+            text += f": {self.warning}"
         if self.contact:
             text += f" Contact: {self.contact}"
         if self.ended_by:
@@ -161,7 +174,11 @@ async def place_call(
             str(final.contacts[0].uri) if final.status // 100 == 3 and final.contacts else None
         )
         return CallOutcome(
-            final.status, final.reason, contact=redirect, provisional=tuple(provisional)
+            final.status,
+            final.reason,
+            contact=redirect,
+            provisional=tuple(provisional),
+            warning=warning_text(final),
         )
     remote = final.contacts[0].uri if final.contacts else invite.uri
     route_set, first_hop = dialog_path(final.record_routes[::-1], remote, server)

@@ -36,7 +36,9 @@ class UserEquipment:
         self.phone = Answerer(node, self.contact, self.tell)
 
     def tell(self, line: str) -> None:
-        self.node.log.info("%s", line)
+        """An event, once: to the listeners when there are any (a terminal), else the log."""
+        if not self.listeners:
+            self.node.log.info("%s", line)
         for listener in self.listeners:
             listener(line)
 

@@ -249,6 +249,8 @@ def test_client_send_release(tmp_path: Path) -> None:
         assert (
             "migrate to partner2.example: 200 OK" in client.stdout and "commands:" in client.stdout
         )
+        # each event once: on standard output, not again as a log line
+        assert (client.stdout + client.stderr).count("migrate to partner2.example") == 1
         released = mcmig(
             "release",
             "--profile",
@@ -263,6 +265,8 @@ def test_client_send_release(tmp_path: Path) -> None:
         assert released.returncode == 0, released.stdout + released.stderr
         unreachable = bob_to_alice_in_demo3("send", "--text", "hello?")
         assert unreachable.returncode == 1 and unreachable.stdout.startswith("480")
+        # the refusal's Warning text, as `migrate` prints it
+        assert "user-not-reachable: not reachable now (from primary.example)" in unreachable.stdout
         shown = json.loads(
             mcmig(
                 "registry",
@@ -365,3 +369,55 @@ def test_up_stopped_with_a_call_up_hangs_up_first(tmp_path: Path) -> None:
     finally:
         up.stop()
         loop.close()
+
+
+def test_version_and_each_commands_own_usage() -> None:
+    from mcmig import __version__
+
+    version = mcmig("--version")
+    assert (version.returncode, version.stdout.strip()) == (0, f"mcmig {__version__}")
+    bogus = mcmig("up", "sip_profiles/demo.yaml", "--bogus")
+    assert bogus.returncode == 2
+    assert bogus.stderr.startswith("usage: mcmig up ")
+    assert "unrecognized arguments: --bogus" in bogus.stderr
+
+
+def test_a_busy_address_names_the_address_and_the_node(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.9.2", 5060))
+        up = mcmig("up", "sip_profiles/demo.yaml", "--state-dir", str(tmp_path), timeout=30)
+    assert up.returncode == 2
+    assert "127.0.9.2:5060 (partner-gw, external): address already in use" in up.stderr
+    assert "Errno" not in up.stderr and "Traceback" not in up.stderr
+
+
+def test_an_unresolvable_listen_address_says_so() -> None:
+    done = mcmig(
+        "migrate",
+        "--profile",
+        "sip_profiles/demo.yaml",
+        "--user",
+        "sip:alice@primary.example",
+        "--partner",
+        "partner.example",
+        "--listen",
+        "nowhere.invalid:0",
+    )
+    assert done.returncode == 2
+    assert (
+        "--listen nowhere.invalid:0: cannot resolve the host name 'nowhere.invalid'" in done.stderr
+    )
+    assert "Errno" not in done.stderr
+
+
+def test_a_typed_command_loses_the_terminals_line_ending() -> None:
+    from mcmig.commands.client import command_words
+
+    assert command_words("send sip:bob@primary.example hello there\r\n") == [
+        "send",
+        "sip:bob@primary.example",
+        "hello there",
+    ]
+    assert command_words("quit\n") == ["quit"]
