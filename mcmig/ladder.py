@@ -25,7 +25,14 @@ class LadderEntry(Protocol):
     def label(self) -> str: ...
 
 
-COLUMN = 22
+COLUMN = 22  # characters a lifeline takes at least; wider when a name needs it
+MAX_COLUMN = 44  # an IPv6 address (39) and a margin
+
+
+def column_width(lifelines: Sequence[str]) -> int:
+    """Room for every lifeline's name, IPv6 addresses included, and an arrow label."""
+    longest = max((len(name) for name in lifelines), default=0)
+    return min(max(COLUMN, longest + 3), MAX_COLUMN)
 
 
 def detail(message: Request | Response) -> str:
@@ -56,9 +63,10 @@ def render(
     ``steps`` numbers the arrows (default 1, 2, ...); ``notes`` puts a line of
     text after the arrow with that index (0-based), e.g. the checks a node makes.
     """
-    width = COLUMN * (len(lifelines) - 1) + 1
-    lines = ["".join(name.center(COLUMN)[:COLUMN] for name in lifelines)]
-    axis = [" " * (COLUMN // 2) + "|" + " " * (COLUMN - COLUMN // 2 - 1)] * len(lifelines)
+    column = column_width(lifelines)
+    width = column * (len(lifelines) - 1) + 1
+    lines = ["".join(name.center(column)[:column] for name in lifelines)]
+    axis = [" " * (column // 2) + "|" + " " * (column - column // 2 - 1)] * len(lifelines)
     start = entries[0].time if entries else 0.0
     for step, entry in enumerate(entries, 1):
         src, dst = name_of(entry.source), name_of(entry.destination)
@@ -67,8 +75,8 @@ def render(
         a, b = lifelines.index(src), lifelines.index(dst)
         left, right = min(a, b), max(a, b)
         row = list("".join(axis))
-        x0 = left * COLUMN + COLUMN // 2
-        x1 = right * COLUMN + COLUMN // 2
+        x0 = left * column + column // 2
+        x1 = right * column + column // 2
         for x in range(x0 + 1, x1):
             row[x] = "-"
         if a < b:
@@ -84,7 +92,7 @@ def render(
                 text[mid + i] = ch
         lines.append("".join(text).rstrip())
         lines.append(
-            "".join(row)[: width + COLUMN].rstrip() + f"   +{(entry.time - start) * 1000:6.1f} ms"
+            "".join(row)[: width + column].rstrip() + f"   +{(entry.time - start) * 1000:6.1f} ms"
         )
         extra = detail(entry.message)
         lines.append(f"{'':4}{entry.source} -> {entry.destination} {extra}".rstrip())

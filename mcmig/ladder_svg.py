@@ -15,9 +15,11 @@ COLUMN, ROW, TOP, LEFT = 190, 46, 70, 110
 def render_svg(
     entries: Sequence[LadderEntry], lifelines: list[str], name_of: Callable[[TransportAddress], str]
 ) -> str:
-    width = LEFT + COLUMN * len(lifelines)
+    # 7 px a character at 12 px bold: room for an IPv6 address under its lifeline
+    column = max(COLUMN, 7 * max((len(n) for n in lifelines), default=0) + 20)
+    width = LEFT + column * len(lifelines)
     height = TOP + ROW * (len(entries) + 1)
-    x = {name: LEFT + COLUMN * i + COLUMN // 2 for i, name in enumerate(lifelines)}
+    x = {name: LEFT + column * i + column // 2 for i, name in enumerate(lifelines)}
     start = entries[0].time if entries else 0.0
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
