@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,10 +77,12 @@ async def start_deployment(
     transport: TransportConfig | None = None,
     watch: Callable[[SipNode], None] | None = None,
     watch_server: Callable[[str, McServer, Path], None] | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> RunningDeployment:
     """Start every node (or those named in ``only``); stop what started if one fails.
     ``watch`` sees each node before it starts (to record all it sends), and
-    ``watch_server`` each MC service server with its registry file."""
+    ``watch_server`` each MC service server with its registry file. ``clock`` is
+    the wall clock access tokens are judged by (a replay passes the capture's)."""
 
     def made(node: SipNode) -> SipNode:
         if watch is not None:
@@ -94,6 +97,7 @@ async def start_deployment(
                 [idms_key(system)],
                 leeway=system.tokens.clock_skew,
                 max_lifetime=system.tokens.max_lifetime,
+                clock=clock,
             )
             for server in system.servers:
                 if only is not None and server.name not in only:

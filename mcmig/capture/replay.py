@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from defusedxml.ElementTree import fromstring
 
 from mcmig.capture.reader import CapturedMessage
-from mcmig.mc.body import CONTENT_TYPE
+from mcmig.mc.body import CONTENT_TYPE, BodyError, MigrationRelease, MigrationRequest, decode
 from mcmig.mc.causes import warning_cause
 from mcmig.sip.errors import SipParseError
 from mcmig.sip.framing import StreamFramer
@@ -167,6 +167,9 @@ class Replayer:
         # Values the node makes anew on every run, captured -> live, so that a
         # peer's later requests in a dialog (ACK, BYE) reach the live dialog.
         self._renamed: dict[str, str] = {}
+        # Temporary identities the node allocated anew, captured -> live: requests
+        # to the visitor (calls, data, releases) are sent to the live one.
+        self._temporary: dict[bytes, bytes] = {}
 
     async def run(self, messages: list[CapturedMessage], timeout: float = 5.0) -> list[Difference]:
         relevant = [
@@ -270,6 +273,9 @@ class Replayer:
         for old, new in pairs:
             if old and new and old != new:
                 self._renamed[old] = new
+        was, now = _temporary_id(captured), _temporary_id(live)
+        if was and now and was != now:
+            self._temporary[was.encode()] = now.encode()
 
     def _in_live_dialog(self, request: Message) -> bytes:
         """A peer's captured request with the node's live Call-ID and tags."""
@@ -279,6 +285,10 @@ class Replayer:
             new = self._renamed.get(old)
             if new is not None:
                 head = head.replace(old.encode(), new.encode())
+        for was, now in self._temporary.items():
+            head = head.replace(was, now)
+            if len(was) == len(now):  # a body keeps its Content-Length
+                body = body.replace(was, now)
         return head + sep + body
 
     def _compare(self, m: CapturedMessage, live: Message) -> None:
@@ -312,6 +322,19 @@ class Replayer:
         if self.ignore_temporary_id:
             return _drop(tree, "{urn:mcmig:params:xml:ns:migration:1}temporary-id")
         return tree
+
+
+def _temporary_id(message: Message) -> str | None:
+    """The temporary identity a migration request or release carries, if any."""
+    if message.content_type != CONTENT_TYPE:
+        return None
+    try:
+        body = decode(message.body)
+    except BodyError:
+        return None
+    if isinstance(body, MigrationRequest | MigrationRelease):
+        return body.temporary_id
+    return None
 
 
 def _kind(message: Message) -> str:

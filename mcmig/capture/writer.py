@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -22,7 +23,7 @@ SNAPLEN = 262144  # tcpdump's and Wireshark's default
 
 
 class PcapRecorder:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._file: BinaryIO = path.open("wb")
@@ -33,6 +34,7 @@ class PcapRecorder:
         )
         self._seq: dict[tuple[TransportAddress, TransportAddress], int] = {}
         self.packets = 0
+        self._clock = clock
 
     def record(
         self,
@@ -43,7 +45,7 @@ class PcapRecorder:
     ) -> None:
         if self._file.closed:
             return
-        stamp = time.time() if when is None else when
+        stamp = self._clock() if when is None else when
         if source.transport == "UDP":
             l4: dpkt.Packet = dpkt.udp.UDP(sport=source.port, dport=destination.port, data=wire)
             l4.ulen = 8 + len(wire)

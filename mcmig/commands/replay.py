@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import tempfile
+import time
 from pathlib import Path
 
 from mcmig.capture.reader import CaptureError, read_sip
@@ -59,8 +60,17 @@ def run_replay(args: argparse.Namespace) -> int:
     except (CaptureError, OSError) as exc:
         raise UsageError(str(exc)) from None
 
+    # The node runs on the capture's clock: tokens and timers that were valid when
+    # the capture was taken are valid in the replay (no sleeping: the SIP core
+    # takes time as a parameter, and the wall clock is passed in).
+    captured_start = messages[0].time if messages else time.time()
+    replay_start = time.monotonic()
+
+    def capture_clock() -> float:
+        return captured_start + (time.monotonic() - replay_start)
+
     async def main(state: Path) -> Replayer:
-        running = await start_deployment(deployment, state, only={args.node})
+        running = await start_deployment(deployment, state, only={args.node}, clock=capture_clock)
         replayer = Replayer(hosts)
         try:
             await replayer.run(messages)

@@ -17,6 +17,7 @@ import json
 import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,11 +135,14 @@ class TokenVerifier:
         keys: list[IdmsKey],
         leeway: float = LEEWAY,
         max_lifetime: float = MAX_LIFETIME,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.audience = audience
         self._keys = {k.kid: k for k in keys}
         self._leeway = leeway
         self._max_lifetime = max_lifetime
+        # Wall-clock seconds; a replay of a capture passes the capture's clock.
+        self._clock = clock
 
     def verify(self, token: str, mc_service_id: str, now: float | None = None) -> dict[str, Any]:
         header = _unverified_header(token)
@@ -147,7 +151,7 @@ class TokenVerifier:
         key = self._keys.get(str(header.get("kid")))
         if key is None:
             raise TokenError(f"unknown kid {header.get('kid')!r}")
-        clock = time.time() if now is None else now
+        clock = self._clock() if now is None else now
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,

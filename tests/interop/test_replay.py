@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
+import pytest
 import yaml
 
 from mcmig.nodes.client import McClient
@@ -137,22 +137,54 @@ def test_replay_of_a_call_follows_the_live_dialog(tmp_path: Path) -> None:
         assert up.stop() == 0
     pcap = str(tmp_path / "demo3.pcap")
     for node in ("primary-server", "primary-gw", "partner-gw", "partner-server"):
-        # alice migrated while the deployment started, before recording began:
-        # each node starts from a copy of the recorded run's state, which has her.
-        state = tmp_path / f"replay-{node}"
-        shutil.copytree(tmp_path / "state", state)
-        result = mcmig(
-            "replay",
-            pcap,
-            "--profile",
-            "sip_profiles/demo3.yaml",
-            "--node",
-            node,
-            "--state-dir",
-            str(state),
-        )
+        # The capture begins before any node sent: alice's migration at start-up is
+        # in it, so each node is replayed from a fresh state.
+        result = mcmig("replay", pcap, "--profile", "sip_profiles/demo3.yaml", "--node", node)
         assert result.returncode == 0, (node, result.stdout, result.stderr)
         compared = int(result.stdout.split(f"{node}: ")[1].split()[0])
-        # INVITE, 180, 200, ACK and BYE onward and the BYE's 200 back (100s are
-        # not compared); without the dialog rewriting the BYE gets a 481.
-        assert compared == 6 and ", 0 differences" in result.stdout, result.stdout
+        # alice's migration, then INVITE, 180, 200, ACK and BYE onward and the
+        # BYE's 200 back (100s are not compared); without the dialog rewriting
+        # the BYE gets a 481.
+        assert compared >= 7 and ", 0 differences" in result.stdout, result.stdout
+
+
+def test_replay_runs_on_the_captures_clock(tmp_path: Path) -> None:
+    """A session captured two hours ago, with tokens that expired since: replayed on
+    the capture's clock, every node answers as it did (a token valid then is valid
+    in the replay), with no sleeping."""
+    import time
+
+    from mcmig.capture.attach import Recording
+    from mcmig.capture.writer import PcapRecorder
+    from mcmig.commands.deploy import node_hosts
+    from mcmig.mc.tokens import TokenError, TokenVerifier, issue_token
+    from mcmig.profiles.keys import idms_key
+    from tests.support.lab import Lab
+
+    def two_hours_ago() -> float:
+        return time.time() - 7200
+
+    lab = Lab("sip_profiles/demo.yaml", tmp_path / "state")
+    pcap = tmp_path / "old.pcap"
+    recorder = PcapRecorder(pcap, clock=two_hours_ago)
+    recording = Recording(recorder, node_hosts(lab.deployment, None))
+    lab.start(watch=recording.watch, clock=two_hours_ago)
+    partner = lab.deployment.system("partner.example")
+    assert partner is not None
+    token = issue_token(
+        idms_key(partner), "partner.example", "sip:alice@primary.example", now=two_hours_ago()
+    )
+    try:
+        assert lab.migrate("sip:alice@primary.example", token).status == 200
+        assert lab.migrate("sip:bob@primary.example").status == 403
+    finally:
+        lab.close()
+        recorder.close()
+    with pytest.raises(TokenError, match="expired"):  # by the wall clock, it has expired
+        TokenVerifier("partner.example", [idms_key(partner)]).verify(
+            token, "sip:alice@primary.example"
+        )
+    for node in ("partner-server", "partner-gw", "primary-gw", "primary-server"):
+        result = mcmig("replay", str(pcap), "--profile", "sip_profiles/demo.yaml", "--node", node)
+        assert result.returncode == 0, (node, result.stdout, result.stderr)
+        assert ", 0 differences" in result.stdout, result.stdout

@@ -45,9 +45,12 @@ class Lab:
         only: set[str] | None = None,
         timers: TimerConfig | None = None,
         transport: TransportConfig | None = None,
+        **options: Any,
     ) -> None:
         self.running = self.run(
-            start_deployment(self.deployment, self.state_dir, only, timers, transport=transport)
+            start_deployment(
+                self.deployment, self.state_dir, only, timers, transport=transport, **options
+            )
         )
         for node in self.running.nodes:
             self.trace.watch(node, node.name.split("/")[0])
