@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from mcmig.mc.body import (
     CONTENT_TYPE,
@@ -35,9 +36,10 @@ from mcmig.mc.registry import (
 )
 from mcmig.mc.tokens import TokenError, TokenVerifier
 from mcmig.node.dialogs import InviteServerHandle
-from mcmig.node.runtime import SipNode, SipTimeoutError, SipTransportError
+from mcmig.node.runtime import SipNode
 from mcmig.nodes.b2bua import forward, next_max_forwards, shed_like_the_profile, too_many_hops
 from mcmig.nodes.call_relay import relay_invite
+from mcmig.nodes.releases import AttemptEnds, ReleaseSender
 from mcmig.nodes.routing import Forward, Redirect, UserLocator
 from mcmig.nodes.trust import Border, claim_refusal, release_refusal
 from mcmig.profiles.model import ServerProfile, SystemProfile
@@ -82,6 +84,15 @@ class McServer:
         )
         self.psi = parse_sip_uri(system.migration_psi)
         self._tasks: set[asyncio.Task[None]] = set()
+        self.releases = ReleaseSender(node, system.migration_psi, system.timeouts.server)
+        # Ends of attempts this partner answered 504, once every leg of them has
+        # ended: the nested B2BUA timeouts of PROFILE 2.5, added up.
+        timeouts = system.timeouts
+        self.attempt_ends = AttemptEnds(
+            self.end_at_primary,
+            timeouts.server + timeouts.gateway_outbound + timeouts.gateway_inbound,
+            self._spawn,
+        )
         # Tests set this to a Counter to see that each migration request (by Call-ID)
         # is handled once however often it arrives; off in service (it would grow).
         self.processed: Counter[str] | None = None
@@ -92,7 +103,10 @@ class McServer:
         shed_like_the_profile(node, system.public_name)
 
     def close(self) -> None:
-        """Let the commits in flight finish, then close the registry files."""
+        """Drop the releases not sent yet, let the commits in flight finish, then
+        close the registry files."""
+        for task in list(self._tasks):
+            task.cancel()
         if self.commits is not None:
             self.commits.close()
         self.visitors.close()
@@ -199,9 +213,14 @@ class McServer:
                 request, Cause.USER_NOT_PERMITTED_BY_PARTNER, f"{user} is not accepted"
             )
         previous = self.visitors.by_user(user)
+        # A retry after a 504 keeps the failed attempt's temporary identity: copies of
+        # that attempt may still reach the primary after this one, and identical
+        # requests are idempotent there, where another identity would replace ours.
         temporary_id = str(
             claims.get("temporary_id")
-            or (previous.temporary_id if previous else self.allocate_temporary_id())
+            or (previous.temporary_id if previous else None)
+            or self.attempt_ends.pending_identity(user)
+            or self.allocate_temporary_id()
         )
         holder = self.visitors.by_temporary_id(temporary_id)
         if holder is not None and holder.mc_service_id != user:
@@ -225,9 +244,16 @@ class McServer:
                 temporary_id=temporary_id,
             ),
         )
+        await self.attempt_ends.before_attempt(user, temporary_id)
+        began = asyncio.get_running_loop().time()
         response = await forward(
             self.node, request, onward, destination, self.system.timeouts.server, self.agent
         )
+        if response.status == 504:
+            # We answer "timeout", but the primary may have recorded the migration
+            # all the same (its 200 came back too late, or was lost): that attempt's
+            # record is ended there, so both systems tell the same outcome.
+            self.attempt_ends.end_later(user, temporary_id, began)
         if response.status == 200:
             contact = (
                 str(request.contacts[0].uri) if request.contacts else self._source_contact(request)
@@ -238,7 +264,7 @@ class McServer:
                 # Taken between the check above and the commit: the primary recorded
                 # a stay we cannot hold, so it is ended there, as a release does.
                 self.node.log.warning("%s not bound: %s", user, exc)
-                self.end_at_primary_later(user, temporary_id)
+                self._spawn(self.end_at_primary(user, temporary_id))
                 return self.fail(request, Cause.INVALID_CREDENTIALS, "temporary identity in use")
             self.node.log.info("%s authorized as %s", user, temporary_id)
         return response
@@ -375,44 +401,30 @@ class McServer:
         release = MigrationRelease(record.mc_service_id, record.partner_system, record.temporary_id)
         self._spawn_release(target, hop, release, record.partner_system)
 
-    def end_at_primary_later(self, user: str, temporary_id: str) -> None:
-        """Partner role: end at the user's primary a stay that this partner does not hold."""
+    def end_at_primary(self, user: str, temporary_id: str) -> asyncio.Future[None]:
+        """Partner role: end at the user's primary the record of an attempt this
+        partner holds no stay for (the release names its temporary identity)."""
         primary = system_domain(user)
         release = MigrationRelease(user, self.system.domain, temporary_id)
-        self._spawn_release(parse_sip_uri(user), self.locator.next_hop(primary), release, primary)
+        return asyncio.ensure_future(
+            self.releases.send(
+                parse_sip_uri(user), self.locator.next_hop(primary), release, primary, attempts=3
+            )
+        )
 
     def _spawn_release(
         self, target: SipUri, hop: TransportAddress | None, release: MigrationRelease, where: str
     ) -> None:
-        task = asyncio.get_running_loop().create_task(
-            self._send_release(target, hop, release, where)
-        )
+        self._spawn(self.releases.send(target, hop, release, where))
+
+    def _spawn(self, work: Coroutine[Any, Any, None] | asyncio.Future[None]) -> asyncio.Task[None]:
+        async def run() -> None:
+            await work
+
+        task = asyncio.get_running_loop().create_task(run())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    async def _send_release(
-        self, target: SipUri, hop: TransportAddress | None, release: MigrationRelease, where: str
-    ) -> None:
-        user = release.mc_service_id
-        if hop is None:
-            self.node.log.warning("cannot release %s at %s: no route", user, where)
-            return
-        message = make_request(
-            "MESSAGE",
-            target,
-            from_uri=self.system.migration_psi,
-            to_uri=str(target),
-            body=encode(release),
-            content_type=CONTENT_TYPE,
-        )
-        try:
-            response = await self.node.send_request(
-                message, hop, timeout=self.system.timeouts.server
-            )
-        except (SipTimeoutError, SipTransportError) as exc:
-            self.node.log.warning("release of %s at %s failed: %s", user, where, exc)
-            return
-        self.node.log.info("released %s at %s: %d", user, where, response.status)
+        return task
 
     # -- traffic to users: PROFILE section 4 -------------------------------------------------
     async def deliver(self, request: Request) -> Response:

@@ -330,3 +330,40 @@ def _any_via() -> Via:
         b"From: <sip:a@b>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: c\r\nCSeq: 1 MESSAGE\r\n\r\n"
     )
     return message.top_via
+
+
+def test_a_calls_answers_leave_the_partner_system_hidden(tmp_path: Path) -> None:
+    """The callee's client answers with internal names in its reason phrases and
+    Warning (a 183 on the way, then a 486): what reaches the caller through the
+    gateways names no inside host, address or node, provisional answers too."""
+    from mcmig.node.dialogs import InviteServerHandle
+    from tests.support.lab import demo3_lab
+
+    demo3 = demo3_lab(tmp_path, gateways=True)
+
+    async def busy(handle: InviteServerHandle) -> None:
+        handle.respond(handle.response(183, reason="Progress at pc7.lab.partner.internal"))
+        await asyncio.sleep(0.1)
+        handle.respond(
+            handle.response(
+                486,
+                [("Warning", '399 127.0.2.100:5062 "busy on partner-server via 10.1.2.3"')],
+                reason="Busy at 127.0.2.100 pc7.partner.example",
+            )
+        )
+
+    _ue(demo3).node.invite_handler = busy
+    seen: list[Response] = []
+    demo3.client.observers.append(
+        lambda d, m, s, t: seen.append(m) if d == "received" and isinstance(m, Response) else None
+    )
+    try:
+        outcome = demo3.run(place_call(demo3.client, BOB, ALICE, PRIMARY, hold=0.1))
+    finally:
+        demo3.close()
+    assert outcome.status == 486
+    wire = b"".join(m.serialize() for m in seen if m.status > 100)
+    assert b"183" in wire and b"486" in wire
+    for inner in (b"pc7", b"127.0.2.", b"10.1.2.3", b"partner-server", b"5062"):
+        assert inner not in wire, (inner, wire)
+    assert b'399 partner.example "busy on [node] via [address withheld]"' in wire
