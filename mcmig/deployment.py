@@ -16,7 +16,7 @@ from mcmig.nodes.gateway import McGateway
 from mcmig.nodes.server import McServer
 from mcmig.nodes.ue import UserEquipment
 from mcmig.profiles.keys import idms_key
-from mcmig.profiles.model import Deployment
+from mcmig.profiles.model import Deployment, HostPort
 from mcmig.sip.timers import TimerConfig
 from mcmig.transport.base import TransportConfig, format_hostport
 from mcmig.transport.memory import MemoryNetwork
@@ -84,7 +84,15 @@ async def start_deployment(
     ``watch_server`` each MC service server with its registry file. ``clock`` is
     the wall clock access tokens are judged by (a replay passes the capture's)."""
 
-    def made(node: SipNode) -> SipNode:
+    def node_at(name: str, address: HostPort) -> SipNode:
+        node = SipNode(
+            name,
+            address.host,
+            address.port,
+            timers=timers,
+            network=network,
+            transport_config=transport,
+        )
         if watch is not None:
             watch(node)
         return node
@@ -102,16 +110,7 @@ async def start_deployment(
             for server in system.servers:
                 if only is not None and server.name not in only:
                     continue
-                node = made(
-                    SipNode(
-                        server.name,
-                        server.listen.host,
-                        server.listen.port,
-                        timers=timers,
-                        network=network,
-                        transport_config=transport,
-                    )
-                )
+                node = node_at(server.name, server.listen)
                 path = registry_path(state_dir, server.name)
                 store, visitors = SqliteMigrationStore(path), SqliteVisitorStore(path)
                 running.servers[server.name] = McServer(
@@ -123,26 +122,8 @@ async def start_deployment(
                 running.nodes.append(node)
             gw = system.gateway
             if gw is not None and (only is None or gw.name in only):
-                internal = made(
-                    SipNode(
-                        f"{gw.name}/internal",
-                        gw.internal.host,
-                        gw.internal.port,
-                        timers=timers,
-                        network=network,
-                        transport_config=transport,
-                    )
-                )
-                external = made(
-                    SipNode(
-                        f"{gw.name}/external",
-                        gw.external.host,
-                        gw.external.port,
-                        timers=timers,
-                        network=network,
-                        transport_config=transport,
-                    )
-                )
+                internal = node_at(f"{gw.name}/internal", gw.internal)
+                external = node_at(f"{gw.name}/external", gw.external)
                 running.gateways[gw.name] = McGateway(internal, external, system, gw)
                 for node in (internal, external):
                     await start_node(node)
@@ -159,16 +140,7 @@ async def start_deployment(
         for profile in deployment.clients:
             if only is not None and profile.name not in only:
                 continue
-            node = made(
-                SipNode(
-                    profile.name,
-                    profile.listen.host,
-                    profile.listen.port,
-                    timers=timers,
-                    network=network,
-                    transport_config=transport,
-                )
-            )
+            node = node_at(profile.name, profile.listen)
             running.clients[profile.name] = UserEquipment(node, profile.user, deployment)
             await start_node(node)
             running.nodes.append(node)

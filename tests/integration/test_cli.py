@@ -14,6 +14,7 @@ from tests.support.tools import (
     Mcmig,
     bob_to_alice_in_demo3,
     demo_with_tcp_between_peers,
+    migrate_in_demo,
     run_mcmig,
 )
 
@@ -394,17 +395,7 @@ def test_a_busy_address_names_the_address_and_the_node(tmp_path: Path) -> None:
 
 
 def test_an_unresolvable_listen_address_says_so() -> None:
-    done = mcmig(
-        "migrate",
-        "--profile",
-        "sip_profiles/demo.yaml",
-        "--user",
-        "sip:alice@primary.example",
-        "--partner",
-        "partner.example",
-        "--listen",
-        "nowhere.invalid:0",
-    )
+    done = migrate_in_demo(listen="nowhere.invalid:0")
     assert done.returncode == 2
     assert (
         "--listen nowhere.invalid:0: cannot resolve the host name 'nowhere.invalid'" in done.stderr

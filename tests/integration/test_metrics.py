@@ -8,22 +8,11 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.tools import Mcmig, free_port, run_mcmig
+from tests.support.tools import Mcmig, free_port, migrate_in_demo
 
 
 def _migrate(user: str) -> str:
-    done = run_mcmig(
-        "migrate",
-        "--profile",
-        "sip_profiles/demo.yaml",
-        "--user",
-        user,
-        "--partner",
-        "partner.example",
-        "--listen",
-        "127.0.2.100:0",
-    )
-    return done.stdout.split("\n", 1)[0]
+    return migrate_in_demo(user).stdout.split("\n", 1)[0]
 
 
 def _scrape(port: int) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

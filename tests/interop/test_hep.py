@@ -15,7 +15,7 @@ from pathlib import Path
 from mcmig.observe.hep import HepSender
 from mcmig.sip.peer import TransportAddress
 from tests.support.lab import Lab
-from tests.support.tools import ROOT, Mcmig, require, run_mcmig
+from tests.support.tools import ROOT, Mcmig, migrate_in_demo, require
 
 COLLECTOR = ("127.0.3.99", 9060)
 
@@ -102,18 +102,7 @@ def test_up_sends_hep(tmp_path: Path) -> None:
         )
         try:
             assert up.ready_line is not None and "HEP to 127.0.3.99:9060" in up.ready_line
-            done = run_mcmig(
-                "migrate",
-                "--profile",
-                "sip_profiles/demo.yaml",
-                "--user",
-                "sip:alice@primary.example",
-                "--partner",
-                "partner.example",
-                "--listen",
-                "127.0.2.100:0",
-            )
-            assert done.stdout.startswith("200")
+            assert migrate_in_demo().stdout.startswith("200")
         finally:
             assert up.stop() == 0
     finally:

@@ -208,6 +208,23 @@ def demo_with_tcp_between_peers(tag: str) -> Iterator[Path]:
         path.unlink()
 
 
+def migrate_in_demo(
+    user: str = "sip:alice@primary.example", listen: str = "127.0.2.100:0"
+) -> subprocess.CompletedProcess[str]:
+    """`mcmig migrate` of ``user`` to partner.example in a running demo.yaml deployment."""
+    return run_mcmig(
+        "migrate",
+        "--profile",
+        "sip_profiles/demo.yaml",
+        "--user",
+        user,
+        "--partner",
+        "partner.example",
+        "--listen",
+        listen,
+    )
+
+
 def bob_to_alice_in_demo3(command: str, *options: str) -> subprocess.CompletedProcess[str]:
     """`mcmig send` or `mcmig call` from bob (home) to alice in a running demo3 deployment."""
     return run_mcmig(
