@@ -8,7 +8,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mcmig.mc.registry import SqliteMigrationStore, SqliteVisitorStore
 from mcmig.mc.tokens import TokenVerifier
 from mcmig.node.runtime import SipNode
 from mcmig.nodes.call_relay import end_calls
@@ -17,6 +16,7 @@ from mcmig.nodes.server import McServer
 from mcmig.nodes.ue import UserEquipment
 from mcmig.profiles.keys import idms_key
 from mcmig.profiles.model import Deployment, HostPort
+from mcmig.registry import SqliteMigrationStore, SqliteVisitorStore
 from mcmig.sip.timers import TimerConfig
 from mcmig.transport.base import TransportConfig, format_hostport
 from mcmig.transport.memory import MemoryNetwork

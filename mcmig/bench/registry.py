@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mcmig.mc.registry import MigrationRecord, SqliteMigrationStore
+from mcmig.registry import MigrationRecord, SqliteMigrationStore
 
 
 def _record(n: int) -> MigrationRecord:

@@ -9,7 +9,7 @@ import time
 from mcmig.commands.common import load, state_dir_of
 from mcmig.deployment import registry_path
 from mcmig.errors import UsageError
-from mcmig.mc.registry import SqliteMigrationStore
+from mcmig.registry import SqliteMigrationStore
 
 
 def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mcmig.mc.causes import Cause
-from mcmig.mc.registry import MigrationStore, SqliteVisitorStore
 from mcmig.profiles.model import SystemProfile
+from mcmig.registry import MigrationStore, SqliteVisitorStore
 from mcmig.sip.peer import TransportAddress
 from mcmig.sip.uri import SipUri, parse_sip_uri
 

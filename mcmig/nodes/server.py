@@ -20,7 +20,16 @@ from mcmig.mc.body import (
 )
 from mcmig.mc.causes import Cause, failure_headers, failure_response, unsupported_media_type
 from mcmig.mc.identities import new_temporary_id
-from mcmig.mc.registry import (
+from mcmig.mc.tokens import TokenError, TokenVerifier
+from mcmig.node.dialogs import InviteServerHandle
+from mcmig.node.runtime import SipNode
+from mcmig.nodes.b2bua import forward, next_max_forwards, shed_like_the_profile, too_many_hops
+from mcmig.nodes.call_relay import relay_invite
+from mcmig.nodes.releases import AttemptEnds, ReleaseSender
+from mcmig.nodes.routing import Forward, Redirect, UserLocator
+from mcmig.nodes.trust import Border, claim_refusal, release_refusal
+from mcmig.profiles.model import ServerProfile, SystemProfile
+from mcmig.registry import (
     GroupCommit,
     MigrationChange,
     MigrationEnd,
@@ -34,15 +43,6 @@ from mcmig.mc.registry import (
     VisitorRegister,
     new_record,
 )
-from mcmig.mc.tokens import TokenError, TokenVerifier
-from mcmig.node.dialogs import InviteServerHandle
-from mcmig.node.runtime import SipNode
-from mcmig.nodes.b2bua import forward, next_max_forwards, shed_like_the_profile, too_many_hops
-from mcmig.nodes.call_relay import relay_invite
-from mcmig.nodes.releases import AttemptEnds, ReleaseSender
-from mcmig.nodes.routing import Forward, Redirect, UserLocator
-from mcmig.nodes.trust import Border, claim_refusal, release_refusal
-from mcmig.profiles.model import ServerProfile, SystemProfile
 from mcmig.sip.message import Request, Response
 from mcmig.sip.peer import TransportAddress
 from mcmig.sip.requests import make_request

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mcmig.mc.policy import PrimaryPolicy, UserRange, UserRule, UserSelector, VisitorPolicy
-from mcmig.mc.registry import (
+from mcmig.registry import (
     GroupCommit,
     MigrationEnd,
     MigrationRecord,
