@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from mcmig.bench import ROOT
-from mcmig.deployment import start_deployment
 from mcmig.node.service import tune_garbage_collector
+from mcmig.nodes.deployment import start_deployment
 from mcmig.profiles.loader import load_deployment
 from mcmig.sip.peer import TransportAddress
 from mcmig.transport.memory import MemoryNetwork

@@ -9,16 +9,16 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from mcmig import ladder
+from mcmig.capture import ladder
+from mcmig.capture.trace import Trace
 from mcmig.commands.common import EXIT_OK, EXIT_SIP_FAILURE, load
 from mcmig.commands.migrate import migrate_once, token_for
-from mcmig.deployment import start_deployment
 from mcmig.errors import UsageError
 from mcmig.mc.tokens import IdmsKey, generate_private_key, issue_token
 from mcmig.node.runtime import SipNode
 from mcmig.nodes.client import MigrationOutcome
+from mcmig.nodes.deployment import start_deployment
 from mcmig.profiles import Deployment
-from mcmig.trace import Trace
 
 PRIMARY, PARTNER = "primary.example", "partner.example"
 CLIENT_ADDRESS = ("127.0.2.100", 5062)  # alice's UE in the partner system

@@ -12,7 +12,6 @@ from mcmig import compiled
 from mcmig.capture.attach import Recording
 from mcmig.capture.writer import PcapRecorder
 from mcmig.commands.common import load, state_dir_of, until_signalled
-from mcmig.deployment import RunningDeployment, start_deployment
 from mcmig.errors import UsageError
 from mcmig.node.gc_pacer import GarbageCollectorPacer
 from mcmig.node.limits import bound_repeated_logs, raise_open_file_limit
@@ -24,6 +23,7 @@ from mcmig.node.service import (
     shed_late_requests,
     tune_garbage_collector,
 )
+from mcmig.nodes.deployment import RunningDeployment, start_deployment
 from mcmig.observe.hep import HepSender
 from mcmig.observe.metrics import DeploymentMetrics, MetricsEndpoint
 from mcmig.profiles.model import Deployment

@@ -6,11 +6,11 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from mcmig import ladder
+from mcmig.capture import ladder
+from mcmig.capture.ladder_svg import render_svg
 from mcmig.capture.reader import CapturedMessage, CaptureError, read_sip
 from mcmig.commands.common import load
 from mcmig.errors import UsageError
-from mcmig.ladder_svg import render_svg
 from mcmig.sip.message import Request
 from mcmig.sip.peer import TransportAddress
 from mcmig.sip.uri import SipUri

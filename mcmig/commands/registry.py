@@ -7,8 +7,8 @@ import json
 import time
 
 from mcmig.commands.common import load, state_dir_of
-from mcmig.deployment import registry_path
 from mcmig.errors import UsageError
+from mcmig.nodes.deployment import registry_path
 from mcmig.registry import SqliteMigrationStore
 
 

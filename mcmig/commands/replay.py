@@ -11,8 +11,8 @@ from pathlib import Path
 from mcmig.capture.reader import CaptureError, read_sip
 from mcmig.capture.replay import Replayer
 from mcmig.commands.common import EXIT_OK, EXIT_SIP_FAILURE, load
-from mcmig.deployment import start_deployment
 from mcmig.errors import UsageError
+from mcmig.nodes.deployment import start_deployment
 from mcmig.profiles import Deployment
 
 

@@ -8,9 +8,9 @@ from collections import Counter
 from pathlib import Path
 
 from mcmig.commands.migrate import token_for
-from mcmig.deployment import start_deployment
 from mcmig.node.runtime import SipNode
 from mcmig.nodes.client import McClient, MigrationOutcome
+from mcmig.nodes.deployment import start_deployment
 from mcmig.profiles import load_deployment
 from mcmig.transport.memory import Faults, MemoryNetwork
 from tests.support.tools import ROOT

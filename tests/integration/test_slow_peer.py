@@ -12,9 +12,9 @@ import asyncio
 import time
 from pathlib import Path
 
-from mcmig.deployment import start_deployment
 from mcmig.node.runtime import SipNode
 from mcmig.nodes.client import McClient, MigrationOutcome
+from mcmig.nodes.deployment import start_deployment
 from mcmig.sip.message import Request, Response
 from mcmig.sip.peer import TransportAddress
 from mcmig.sip.responses import make_response

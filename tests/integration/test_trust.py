@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from mcmig.deployment import start_deployment
 from mcmig.mc.body import CONTENT_TYPE, MigrationRelease, MigrationRequest, encode
 from mcmig.mc.tokens import issue_token
+from mcmig.nodes.deployment import start_deployment
 from mcmig.profiles import Deployment, load_deployment
 from mcmig.profiles.keys import idms_key
 from mcmig.profiles.model import HostPort, Peer

@@ -23,9 +23,10 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mcmig.deployment import start_deployment
+from mcmig.capture.trace import Trace
 from mcmig.mc.policy import PrimaryPolicy, UserRule, UserSelector, VisitorPolicy
 from mcmig.node.runtime import SipNode
+from mcmig.nodes.deployment import start_deployment
 from mcmig.nodes.phone import place_call
 from mcmig.nodes.ue import UserEquipment, send_data
 from mcmig.profiles.model import (
@@ -39,7 +40,6 @@ from mcmig.profiles.model import (
     SystemProfile,
 )
 from mcmig.sip.message import Request, Response
-from mcmig.trace import Trace
 from mcmig.transport.memory import MemoryNetwork
 from tests.support.tools import ROOT
 

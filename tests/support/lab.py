@@ -7,13 +7,13 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
+from mcmig.capture.trace import Trace
 from mcmig.commands.migrate import token_for
-from mcmig.deployment import RunningDeployment, start_deployment
 from mcmig.node.runtime import SipNode
 from mcmig.nodes.client import McClient, MigrationOutcome
+from mcmig.nodes.deployment import RunningDeployment, start_deployment
 from mcmig.profiles import Deployment, load_deployment
 from mcmig.sip.timers import TimerConfig
-from mcmig.trace import Trace
 from mcmig.transport.base import TransportConfig
 from tests.support.tools import ROOT
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from xml.sax.saxutils import escape
 
-from mcmig.ladder import LadderEntry, detail
+from mcmig.capture.ladder import LadderEntry, detail
 from mcmig.sip.peer import TransportAddress
 
 COLUMN, ROW, TOP, LEFT = 190, 46, 70, 110

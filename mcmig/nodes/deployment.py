@@ -24,7 +24,7 @@ from mcmig.transport.tls import client_context, server_context
 
 # Seconds a stopping deployment waits for the answers to the BYEs of its calls.
 HANG_UP_GRACE = 2.0
-log = logging.getLogger("mcmig.deployment")
+log = logging.getLogger("mcmig.nodes.deployment")
 
 
 def registry_path(state_dir: Path, node_name: str) -> Path:
