@@ -86,6 +86,9 @@ class VisitorPolicy:
     accept_systems: frozenset[str] = frozenset()
     refuse_systems: frozenset[str] = frozenset()
     refuse_users: frozenset[str] = field(default_factory=frozenset)  # MC service IDs
+    # Seconds a stay lasts at most, however long its access token is valid; the
+    # client refreshes it by migrating again (PROFILE 3).
+    max_stay: float = 86400.0
 
     def accepts_system(self, primary_system: str) -> bool:
         system = primary_system.lower()

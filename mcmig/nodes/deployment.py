@@ -114,7 +114,7 @@ async def start_deployment(
                 path = registry_path(state_dir, server.name)
                 store, visitors = SqliteMigrationStore(path), SqliteVisitorStore(path)
                 running.servers[server.name] = McServer(
-                    node, system, server, store, verifier, visitors
+                    node, system, server, store, verifier, visitors, clock
                 )
                 if watch_server is not None:
                     watch_server(server.name, running.servers[server.name], path)

@@ -49,6 +49,9 @@ from mcmig.sip.requests import make_request
 from mcmig.sip.responses import make_response
 from mcmig.sip.uri import SipUri, parse_sip_uri
 
+# Seconds between two looks for stays whose lifetime ran out.
+EXPIRY_INTERVAL = 1.0
+
 # All that a client or peer learns of why its access token was refused (PROFILE 2.5).
 TOKEN_REFUSED = "access token refused"
 
@@ -62,8 +65,11 @@ class McServer:
         store: MigrationStore,
         verifier: TokenVerifier,
         visitors: SqliteVisitorStore,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.node = node
+        self.clock = clock  # the wall clock stays are timed by (a replay's is the capture's)
+        self.expiry_interval = EXPIRY_INTERVAL
         self.system = system
         self.profile = profile
         self.store = store
@@ -98,6 +104,7 @@ class McServer:
         self.processed: Counter[str] | None = None
         # Told of each migration request answered: (role, response, seconds taken).
         self.on_migration: Callable[[str, Response, float], None] | None = None
+        self._spawn(self._end_expired_stays())
         node.handlers["MESSAGE"] = self.on_message
         node.invite_handler = self.on_invite
         shed_like_the_profile(node, system.public_name)
@@ -258,8 +265,10 @@ class McServer:
             contact = (
                 str(request.contacts[0].uri) if request.contacts else self._source_contact(request)
             )
+            now = self.clock()
+            expires = min(float(claims["exp"]), now + self.system.visitors.max_stay)
             try:
-                await self.visitors.bind(VisitorBinding(temporary_id, user, contact, time.time()))
+                await self.visitors.bind(VisitorBinding(temporary_id, user, contact, now, expires))
             except TemporaryIdTaken as exc:
                 # Taken between the check above and the commit: the primary recorded
                 # a stay we cannot hold, so it is ended there, as a release does.
@@ -411,6 +420,25 @@ class McServer:
                 parse_sip_uri(user), self.locator.next_hop(primary), release, primary, attempts=3
             )
         )
+
+    async def _end_expired_stays(self) -> None:
+        """Partner role: a stay whose lifetime ran out ends here and, by a release
+        naming its temporary identity, at the user's primary (PROFILE 3)."""
+        while True:
+            await asyncio.sleep(self.expiry_interval)
+            try:
+                await self._end_stays_expired_by(self.clock())
+            except Exception:  # our bug or a registry fault: log it, keep looking
+                self.node.log.exception("ending expired stays failed")
+
+    async def _end_stays_expired_by(self, now: float) -> None:
+        for binding in self.visitors.expired(now):
+            user, temporary_id = binding.mc_service_id, binding.temporary_id
+            # Only the stay with this lifetime: a refresh made meanwhile stays.
+            if await self.visitors.release(user, temporary_id, binding.expires) is None:
+                continue
+            self.node.log.info("stay of %s (%s) expired", user, temporary_id)
+            self._spawn(self.end_at_primary(user, temporary_id))
 
     def _spawn_release(
         self, target: SipUri, hop: TransportAddress | None, release: MigrationRelease, where: str

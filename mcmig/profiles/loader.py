@@ -311,7 +311,10 @@ def _visitors(node: _Node) -> VisitorPolicy:
     if "visitors" not in node.data:
         return VisitorPolicy()
     v = node.child("visitors")
-    v.only("default", "accept_systems", "refuse_systems", "refuse_users")
+    v.only("default", "accept_systems", "refuse_systems", "refuse_users", "max_stay")
+    max_stay = v.get("max_stay", float, VisitorPolicy.max_stay)
+    if not max_stay > 0:
+        v.fail("must be more than 0 seconds", "max_stay")
     default = v.get("default", str, "refuse")
     if default not in ("accept", "refuse"):
         v.fail("must be accept or refuse", "default")
@@ -324,6 +327,7 @@ def _visitors(node: _Node) -> VisitorPolicy:
             s.lower() for s in v.strings("refuse_systems", _domain, "a domain")
         ),
         refuse_users=frozenset(v.strings("refuse_users", _sip_uri, "a SIP URI")),
+        max_stay=max_stay,
     )
 
 

@@ -80,6 +80,9 @@ class VisitorBinding:
     mc_service_id: str
     contact: str | None
     since: float
+    # When the stay ends unless the client refreshes it (PROFILE 3); None: never
+    # (a user at home).
+    expires: float | None = None
 
 
 @dataclass(frozen=True)
@@ -88,9 +91,14 @@ class VisitorRelease:
 
     mc_service_id: str
     temporary_id: str | None = None
+    expires: float | None = None  # given: only the stay with this lifetime (not a refresh)
 
     def ends(self, binding: VisitorBinding | None) -> bool:
-        return binding is not None and self.temporary_id in (None, binding.temporary_id)
+        return (
+            binding is not None
+            and self.temporary_id in (None, binding.temporary_id)
+            and (self.expires is None or binding.expires == self.expires)
+        )
 
 
 VisitorChange = VisitorBinding | VisitorRelease

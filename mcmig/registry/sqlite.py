@@ -173,7 +173,8 @@ CREATE TABLE IF NOT EXISTS visitors (
     temporary_id  TEXT PRIMARY KEY,
     mc_service_id TEXT NOT NULL,
     contact       TEXT,
-    since         REAL NOT NULL
+    since         REAL NOT NULL,
+    expires       REAL
 )
 """
 
@@ -188,6 +189,10 @@ class SqliteVisitorStore:
         # bindings and by_user() look visitors up by MC service ID: without this
         # index every migration scanned the whole table (found by the soak)
         self._db.execute("CREATE INDEX IF NOT EXISTS visitors_by_user ON visitors (mc_service_id)")
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(visitors)")}
+        if "expires" not in columns:  # a file from before stays had a lifetime
+            self._db.execute("ALTER TABLE visitors ADD COLUMN expires REAL")
+        self._db.execute("CREATE INDEX IF NOT EXISTS visitors_by_expiry ON visitors (expires)")
         self._batches = _BatchWriter(path)
 
     def change_many(self, changes: list[VisitorChange]) -> list[VisitorOutcome]:
@@ -216,11 +221,26 @@ class SqliteVisitorStore:
                     db.execute("DELETE FROM visitors WHERE temporary_id = ?", (old.temporary_id,))
                 if isinstance(change, VisitorBinding):
                     db.execute(
-                        "INSERT INTO visitors VALUES (?, ?, ?, ?)",
-                        (change.temporary_id, change.mc_service_id, change.contact, change.since),
+                        "INSERT INTO visitors VALUES (?, ?, ?, ?, ?)",
+                        (
+                            change.temporary_id,
+                            change.mc_service_id,
+                            change.contact,
+                            change.since,
+                            change.expires,
+                        ),
                     )
                 outcomes.append(old)
         return outcomes
+
+    def expired(self, now: float, limit: int = 1000) -> list[VisitorBinding]:
+        """Bindings whose stay ended at ``now`` or before, the oldest first."""
+        rows = self._db.execute(
+            "SELECT * FROM visitors WHERE expires IS NOT NULL AND expires <= ? "
+            "ORDER BY expires LIMIT ?",
+            (now, limit),
+        )
+        return [VisitorBinding(*row) for row in rows]
 
     def by_temporary_id(self, temporary_id: str) -> VisitorBinding | None:
         row = self._db.execute(

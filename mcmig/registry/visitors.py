@@ -67,6 +67,9 @@ class VisitorRegister:
     def all(self) -> list[VisitorBinding]:
         return self.store.all()
 
+    def expired(self, now: float) -> list[VisitorBinding]:
+        return self.store.expired(now)
+
     async def bind(self, binding: VisitorBinding) -> None:
         """Durable when this returns; replaces any older binding of the user.
         Raises TemporaryIdTaken when another user holds the temporary ID."""
@@ -76,13 +79,13 @@ class VisitorRegister:
             raise outcome
 
     async def release(
-        self, mc_service_id: str, temporary_id: str | None = None
+        self, mc_service_id: str, temporary_id: str | None = None, expires: float | None = None
     ) -> VisitorBinding | None:
         """Remove the user's binding (only the one with ``temporary_id``, if given);
         the binding removed, durably, or None if there was none to remove."""
         if not self.may_be_bound(mc_service_id):
             return None  # what SQLite would answer, after every change queued so far
-        removed = await self._writes.put(VisitorRelease(mc_service_id, temporary_id))
+        removed = await self._writes.put(VisitorRelease(mc_service_id, temporary_id, expires))
         assert not isinstance(removed, TemporaryIdTaken)  # only bindings are refused
         return removed
 
