@@ -314,7 +314,7 @@ async def _relay_reinvite(
         try:
             final = await out.final
         except (SipTimeoutError, SipTransportError):
-            invite.respond(invite.response(504))
+            invite.respond(invite.response(504, [_timeout_warning(node_y)]))
             return
     finally:
         y.pending_invite = False
