@@ -59,6 +59,7 @@ def _run_through(
     count: int,
     folder: Path,
     ctrl: int,
+    scenario: str = "relay_uac.xml",
 ) -> dict[str, Any]:
     uas = start_sipp(
         [
@@ -79,7 +80,7 @@ def _run_through(
     uac = start_sipp(
         [
             "-sf",
-            str(ROOT / "sipp/relay_uac.xml"),
+            str(ROOT / "sipp" / scenario),
             "-i",
             uac_ip,
             "-p",
@@ -124,6 +125,10 @@ KAMAILIO_SHM_MB = "256"
 # show how the cost per transaction falls as each wakeup handles more (docs/performance.md).
 RATES = ((400, 8000), (1000, 8000), (2000, 8000))
 QUICK_RATES = ((100, 300),)
+# The migration request body (sipp/relay_migration_uac.xml), which the gateway
+# decodes, rewrites and encodes again: at one rate, mcmig and Kamailio.
+MIGRATION_RATE = (1000, 8000)
+QUICK_MIGRATION_RATE = (100, 300)
 
 
 def start_python(*args: str) -> subprocess.Popen[str]:
@@ -245,6 +250,9 @@ def measure(quick: bool = False, loop: str = "asyncio") -> dict[str, Any]:
                             / max(theirs["cpu_us_per_transaction"], 1e-9),
                         }
                     )
+                migration = _migration_bodies(
+                    gw.pid, kam.pid, loop, folder, QUICK_MIGRATION_RATE if quick else MIGRATION_RATE
+                )
             finally:
                 os.killpg(kam.pid, signal.SIGTERM)
                 kam.wait(timeout=20)
@@ -257,7 +265,46 @@ def measure(quick: bool = False, loop: str = "asyncio") -> dict[str, Any]:
     return {
         **runs[0],
         "by_rate": runs,
+        "migration_body": migration,
         "mcmig_busy": relay_busy.measure(2000 if quick else 20000),
+    }
+
+
+def _migration_bodies(
+    gw: int, kam: int, loop: str, folder: Path, rate_count: tuple[int, int]
+) -> dict[str, Any]:
+    """The same relay with the migration request as body, mcmig then Kamailio."""
+    rate, count = rate_count
+    ours = _run_through(
+        f"mcmig gateway ({loop})",
+        "127.0.40.1:5060",
+        "127.0.40.3",
+        "127.0.40.4",
+        [gw],
+        rate,
+        count,
+        folder,
+        8600,
+        "relay_migration_uac.xml",
+    )
+    theirs = _run_through(
+        "Kamailio 5.6 t_relay",
+        "127.0.41.1:5060",
+        "127.0.41.3",
+        "127.0.41.4",
+        group_pids(kam),
+        rate,
+        count,
+        folder,
+        8700,
+        "relay_migration_uac.xml",
+    )
+    return {
+        "rate_per_s": rate,
+        "transactions_each": count,
+        "mcmig": ours,
+        "kamailio": theirs,
+        "ratio": ours["cpu_us_per_transaction"] / max(theirs["cpu_us_per_transaction"], 1e-9),
     }
 
 
@@ -274,6 +321,17 @@ def report(results: dict[str, Any]) -> str:
         lines.append(
             f"    ratio mcmig / Kamailio: {run['ratio']:.2f} (the asyncio floor alone: {run['floor_ratio']:.2f}; mcmig's SIP work above it: {above:.0f} us)"
         )
+    body = results["migration_body"]
+    lines.append(
+        f"  with the migration request as body (the gateway rewrites partner-address), "
+        f"at {body['rate_per_s']}/s, {body['transactions_each']} each:"
+    )
+    for key in ("mcmig", "kamailio"):
+        r = body[key]
+        lines.append(
+            f"    {r['middle_box']:<24} {r['transactions']:>6} ok {r['failed']:>4} failed  {r['cpu_us_per_transaction']:>8.0f} us CPU per transaction"
+        )
+    lines.append(f"    ratio mcmig / Kamailio: {body['ratio']:.2f}")
     busy = results["mcmig_busy"]
     best = busy["best_chunk_us_per_transaction"]
     lines.append(
