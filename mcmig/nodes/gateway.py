@@ -31,7 +31,7 @@ from mcmig.nodes.hiding import (
     outbound_body,
     system_hiding,
 )
-from mcmig.nodes.trust import Border, claim_refusal, release_refusal
+from mcmig.nodes.trust import Border, claims_refusal
 from mcmig.profiles.model import GatewayProfile, Peer, SystemProfile
 from mcmig.sip.message import Request, Response
 from mcmig.sip.peer import TransportAddress
@@ -57,7 +57,6 @@ class McGateway:
         self.hiding = system_hiding(system.domain, [p.domain for p in system.peers], names)
         internal.handlers["MESSAGE"] = self.outbound
         external.handlers["MESSAGE"] = self.inbound
-        external.handlers["OPTIONS"] = self.options
         internal.invite_handler = self.outbound_invite
         external.invite_handler = self.inbound_invite
         for node in (internal, external):
@@ -69,8 +68,9 @@ class McGateway:
 
     def _gatekeeper(self, request: Request, source: TransportAddress) -> Response | None:
         """Strangers at the external side learn nothing (no Allow list, whatever the
-        method) and cost nothing (no transaction): PROFILE 5. A configured peer that
-        breaks its TLS rules is told which."""
+        method, OPTIONS included) and cost nothing (no transaction): PROFILE 5. A
+        configured peer that breaks its TLS rules is told which. Every request at
+        the external side passes here first, so the handlers there need not ask again."""
         peer, refusal = self._authenticate_peer(source)
         if refusal is None:
             return None
@@ -138,29 +138,6 @@ class McGateway:
         finally:
             self.in_flight -= 1
 
-    async def options(self, request: Request, source: TransportAddress) -> Response:
-        """Health checks, for peers only: others learn nothing, not even the Allow list."""
-        refusal = self._authenticate_peer(source)[1]
-        if refusal is not None:
-            return self.fail(self.external, request, Cause.PEER_NOT_AUTHORIZED, refusal)
-        return make_response(request, 200, headers=[("Allow", self.external.allow_header())])
-
-    def _claims_refusal(
-        self, request: Request, body: MigrationBody | None, peer: Peer
-    ) -> str | None:
-        """A peer may speak only for itself (trust.claim_refusal): checked on every
-        migration request or release it sends in, to our users and to the
-        temporary identities of our visitors alike."""
-        if not isinstance(body, MigrationRequest | MigrationRelease):
-            return None
-        assert isinstance(request.uri, SipUri)
-        if isinstance(body, MigrationRelease) and not self.system.users.is_user(
-            request.uri.user or ""
-        ):
-            # A release from a user's primary system, ending a stay here.
-            return release_refusal(body, peer, self.system.domain)
-        return claim_refusal(body, peer)
-
     def _authenticate_peer(self, source: TransportAddress) -> tuple[Peer | None, str | None]:
         """The peer that sent from ``source``, and why it is refused (or None): by
         address, and by certificate identity when the peer is configured for TLS."""
@@ -176,10 +153,8 @@ class McGateway:
 
     # -- another system -> inside (PROFILE step 5) ----------------------------------------------
     async def inbound(self, request: Request, source: TransportAddress) -> Response:
-        peer, refusal = self._authenticate_peer(source)
-        if refusal is not None:
-            return self.fail(self.external, request, Cause.PEER_NOT_AUTHORIZED, refusal)
-        assert peer is not None
+        peer = self.border.peer_at(source)
+        assert peer is not None  # the gatekeeper let only peers in
         if not isinstance(request.uri, SipUri):
             return make_response(request, 416)
         body: MigrationBody | None = None
@@ -188,7 +163,14 @@ class McGateway:
                 body = decode(request.body)  # parsed, never matched as text
             except BodyError as exc:
                 return self.fail(self.external, request, Cause.BAD_REQUEST, exc.reason)
-        refusal = self._claims_refusal(request, body, peer)
+        # A peer may speak only for itself, to our users and to the temporary
+        # identities of our visitors alike.
+        to_own_user = self.system.users.is_user(request.uri.user or "")
+        refusal = (
+            claims_refusal(body, peer, self.system.domain, to_own_user)
+            if isinstance(body, MigrationRequest | MigrationRelease)
+            else None
+        )
         if refusal is not None:
             return self.fail(self.external, request, Cause.PEER_NOT_AUTHORIZED, refusal)
         hops = too_many_hops(request)
@@ -238,12 +220,7 @@ class McGateway:
         )
 
     async def inbound_invite(self, handle: InviteServerHandle) -> None:
-        request = handle.request
-        refusal = self._authenticate_peer(handle.source)[1]
-        if refusal is not None:
-            self.external.log.info("403 peer-not-authorized: %s", refusal)
-            self._refuse_call(handle, Cause.PEER_NOT_AUTHORIZED, refusal)
-            return
+        request = handle.request  # from a peer: the gatekeeper refused everyone else
         if not isinstance(request.uri, SipUri) or request.max_forwards == 0:
             handle.respond(handle.response(416 if not isinstance(request.uri, SipUri) else 483))
             return

@@ -82,7 +82,7 @@ class AttemptEnds:
 
     def __init__(
         self,
-        send: Callable[[str, str], asyncio.Future[None]],
+        send: Callable[[str, str], Coroutine[Any, Any, None]],
         horizon: float,
         spawn: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]],
     ) -> None:

@@ -27,7 +27,7 @@ from mcmig.nodes.b2bua import forward, next_max_forwards, shed_like_the_profile,
 from mcmig.nodes.call_relay import relay_invite
 from mcmig.nodes.releases import AttemptEnds, ReleaseSender
 from mcmig.nodes.routing import Forward, Redirect, UserLocator
-from mcmig.nodes.trust import Border, claim_refusal, release_refusal
+from mcmig.nodes.trust import Border, claims_refusal
 from mcmig.profiles.model import ServerProfile, SystemProfile
 from mcmig.registry import (
     GroupCommit,
@@ -161,7 +161,7 @@ class McServer:
             if to_psi:
                 return await self.visitor_leaves(request, body)
             if request.uri.host.lower() == self.system.domain:
-                refusal = self._cross_system_refusal(body, source, ends_a_stay=not own_user)
+                refusal = self._cross_system_refusal(body, source, own_user)
                 if refusal is not None:
                     return self.fail(request, Cause.PEER_NOT_AUTHORIZED, refusal)
                 if own_user:
@@ -177,7 +177,7 @@ class McServer:
             return "home", await self.home_role(request, body)
         if to_psi:
             return "partner", await self.partner_role(request, body)
-        refusal = self._cross_system_refusal(body, source)
+        refusal = self._cross_system_refusal(body, source, to_own_user=True)
         if refusal is not None:
             return "primary", self.fail(request, Cause.PEER_NOT_AUTHORIZED, refusal)
         return "primary", await self.primary_role(request, body)
@@ -186,7 +186,7 @@ class McServer:
         self,
         body: MigrationRequest | MigrationRelease,
         source: TransportAddress,
-        ends_a_stay: bool = False,
+        to_own_user: bool,
     ) -> str | None:
         """Why a request from another system is refused, or None (trust.Border).
 
@@ -196,10 +196,7 @@ class McServer:
         peer, refusal = self.border.cross_system_sender(source)
         if refusal is not None:
             return refusal
-        if ends_a_stay:
-            assert isinstance(body, MigrationRelease)
-            return release_refusal(body, peer, self.system.domain)
-        return None if peer is None else claim_refusal(body, peer)
+        return claims_refusal(body, peer, self.system.domain, to_own_user)
 
     # -- partner role: PROFILE 2.2, steps 1 to 3 and 10 to 11 -----------------------------
     async def partner_role(self, request: Request, body: MigrationRequest) -> Response:
@@ -410,15 +407,13 @@ class McServer:
         release = MigrationRelease(record.mc_service_id, record.partner_system, record.temporary_id)
         self._spawn_release(target, hop, release, record.partner_system)
 
-    def end_at_primary(self, user: str, temporary_id: str) -> asyncio.Future[None]:
+    async def end_at_primary(self, user: str, temporary_id: str) -> None:
         """Partner role: end at the user's primary the record of an attempt this
         partner holds no stay for (the release names its temporary identity)."""
         primary = system_domain(user)
         release = MigrationRelease(user, self.system.domain, temporary_id)
-        return asyncio.ensure_future(
-            self.releases.send(
-                parse_sip_uri(user), self.locator.next_hop(primary), release, primary, attempts=3
-            )
+        await self.releases.send(
+            parse_sip_uri(user), self.locator.next_hop(primary), release, primary, attempts=3
         )
 
     async def _end_expired_stays(self) -> None:
@@ -445,11 +440,8 @@ class McServer:
     ) -> None:
         self._spawn(self.releases.send(target, hop, release, where))
 
-    def _spawn(self, work: Coroutine[Any, Any, None] | asyncio.Future[None]) -> asyncio.Task[None]:
-        async def run() -> None:
-            await work
-
-        task = asyncio.get_running_loop().create_task(run())
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task

@@ -110,6 +110,22 @@ def claim_refusal(body: MigrationRequest | MigrationRelease, peer: Peer) -> str 
     return None
 
 
+def claims_refusal(
+    body: MigrationRequest | MigrationRelease,
+    peer: Peer | None,
+    own_domain: str,
+    to_own_user: bool,
+) -> str | None:
+    """Why the claims in a request from another system are refused, or None, at a
+    gateway (``peer``: the peer that sent it) or a server (``peer`` None when the
+    request came through the system's own gateway, which checked the peer). A
+    release to a visitor's temporary identity ends a stay here; anything else
+    speaks for the sender's own system."""
+    if isinstance(body, MigrationRelease) and not to_own_user:
+        return release_refusal(body, peer, own_domain)
+    return None if peer is None else claim_refusal(body, peer)
+
+
 def release_refusal(body: MigrationRelease, peer: Peer | None, own_domain: str) -> str | None:
     """Why a partner must not act on a release from its primary side, or None: it must
     name this partner system, and come from the user's primary system when the peer is

@@ -19,7 +19,7 @@ def _ends(sent: list[tuple[str, str, float]], answer_after: float = 0.0) -> Atte
     def spawn(work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         return asyncio.ensure_future(work)
 
-    return AttemptEnds(lambda u, t: asyncio.ensure_future(send(u, t)), 0.2, spawn)
+    return AttemptEnds(send, 0.2, spawn)
 
 
 def test_an_end_is_sent_once_the_attempts_horizon_has_passed() -> None:
