@@ -26,7 +26,6 @@ from mcmig.node.service import (
 from mcmig.nodes.deployment import RunningDeployment, start_deployment
 from mcmig.observe.hep import HepSender
 from mcmig.observe.metrics import DeploymentMetrics, MetricsEndpoint
-from mcmig.profiles.model import Deployment
 from mcmig.transport.base import TransportConfig, split_hostport
 
 _CONFIG = TransportConfig()
@@ -139,17 +138,6 @@ def capture_path(given: str, deployment: str) -> Path:
     return path
 
 
-def node_hosts(deployment: Deployment, only: set[str] | None) -> set[str]:
-    """The hosts the started nodes listen on: what they send is recorded as sent."""
-    hosts = {c.listen.host for c in deployment.clients if only is None or c.name in only}
-    for system in deployment.systems:
-        hosts |= {s.listen.host for s in system.servers if only is None or s.name in only}
-        gateway = system.gateway
-        if gateway is not None and (only is None or gateway.name in only):
-            hosts |= {gateway.internal.host, gateway.external.host}
-    return hosts
-
-
 def run_up(args: argparse.Namespace) -> int:
     deployment = load(args.profile)
     state_dir = state_dir_of(args, deployment)
@@ -182,7 +170,7 @@ def run_up(args: argparse.Namespace) -> int:
             if args.pcap:
                 recorder = PcapRecorder(capture_path(args.pcap, deployment.name))
                 recorders.append(recorder)
-                watchers.append(Recording(recorder, node_hosts(deployment, only)).watch)
+                watchers.append(Recording(recorder, deployment.node_hosts(only)).watch)
             if args.hep:
                 hep = HepSender(*args.hep)
                 senders.append(hep)

@@ -13,7 +13,6 @@ from mcmig.capture.replay import Replayer
 from mcmig.commands.common import EXIT_OK, EXIT_SIP_FAILURE, load
 from mcmig.errors import UsageError
 from mcmig.nodes.deployment import start_deployment
-from mcmig.profiles import Deployment
 
 
 def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -37,24 +36,13 @@ def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     cmd.set_defaults(func=run_replay)
 
 
-def node_hosts(deployment: Deployment, name: str) -> set[str]:
-    for system in deployment.systems:
-        for server in system.servers:
-            if server.name == name:
-                return {server.listen.host}
-        if system.gateway is not None and system.gateway.name == name:
-            return {system.gateway.internal.host, system.gateway.external.host}
-    for client in deployment.clients:
-        if client.name == name:
-            return {client.listen.host}
-    raise UsageError(
-        f"no node {name!r} in the profile (nodes: {', '.join(deployment.node_names())})"
-    )
-
-
 def run_replay(args: argparse.Namespace) -> int:
     deployment = load(args.profile)
-    hosts = node_hosts(deployment, args.node)
+    if args.node not in deployment.node_names():
+        raise UsageError(
+            f"no node {args.node!r} in the profile (nodes: {', '.join(deployment.node_names())})"
+        )
+    hosts = deployment.node_hosts({args.node})
     try:
         messages = read_sip(Path(args.capture))
     except (CaptureError, OSError) as exc:

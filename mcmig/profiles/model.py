@@ -157,6 +157,20 @@ class Deployment:
                 names.append(system.gateway.name)
         return names
 
+    def node_hosts(self, only: set[str] | None = None) -> set[str]:
+        """The hosts the named nodes (every node by default) listen on."""
+
+        def wanted(name: str) -> bool:
+            return only is None or name in only
+
+        hosts = {c.listen.host for c in self.clients if wanted(c.name)}
+        for system in self.systems:
+            hosts |= {s.listen.host for s in system.servers if wanted(s.name)}
+            gateway = system.gateway
+            if gateway is not None and wanted(gateway.name):
+                hosts |= {gateway.internal.host, gateway.external.host}
+        return hosts
+
     def find_server(self, name: str) -> tuple[SystemProfile, ServerProfile] | None:
         for system in self.systems:
             for server in system.servers:

@@ -156,7 +156,6 @@ def test_replay_runs_on_the_captures_clock(tmp_path: Path) -> None:
 
     from mcmig.capture.attach import Recording
     from mcmig.capture.writer import PcapRecorder
-    from mcmig.commands.deploy import node_hosts
     from mcmig.mc.tokens import TokenError, TokenVerifier, issue_token
     from mcmig.profiles.keys import idms_key
     from tests.support.lab import Lab
@@ -167,7 +166,7 @@ def test_replay_runs_on_the_captures_clock(tmp_path: Path) -> None:
     lab = Lab("sip_profiles/demo.yaml", tmp_path / "state")
     pcap = tmp_path / "old.pcap"
     recorder = PcapRecorder(pcap, clock=two_hours_ago)
-    recording = Recording(recorder, node_hosts(lab.deployment, None))
+    recording = Recording(recorder, lab.deployment.node_hosts())
     lab.start(watch=recording.watch, clock=two_hours_ago)
     partner = lab.deployment.system("partner.example")
     assert partner is not None
