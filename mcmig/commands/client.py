@@ -11,7 +11,9 @@ from mcmig.errors import UsageError
 from mcmig.mc.body import BodyError, service_id_uri
 from mcmig.node.runtime import SipNode, SipTimeoutError, SipTransportError
 from mcmig.nodes.phone import place_call, warning_text
+from mcmig.nodes.topology import entry_server
 from mcmig.nodes.ue import UserEquipment, send_data
+from mcmig.sip.uri import parse_sip_uri
 
 HELP = "commands: migrate DOMAIN | home | release | send URI TEXT | hangup | quit"
 
@@ -127,7 +129,7 @@ def run_call(args: argparse.Namespace) -> int:
                 node,
                 args.caller,
                 args.to,
-                system.servers[0].listen.address(),
+                entry_server(system, parse_sip_uri(args.to)).listen.address(),
                 args.hold,
                 args.cancel_after,
             )

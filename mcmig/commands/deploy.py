@@ -142,7 +142,7 @@ def run_up(args: argparse.Namespace) -> int:
     deployment = load(args.profile)
     state_dir = state_dir_of(args, deployment)
     if args.loop == "uvloop" and any(
-        s.gateway is not None and s.gateway.tls is not None for s in deployment.systems
+        g.tls is not None for s in deployment.systems for g in s.gateways
     ):
         # Our TLS accept path runs the handshake itself (to log refused peers);
         # under uvloop the ClientHello reaches the plain-TCP protocol first and

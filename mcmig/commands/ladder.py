@@ -69,8 +69,7 @@ def node_names(profile: str | None) -> dict[tuple[str, int], str]:
     for system in deployment.systems:
         for server in system.servers:
             names[(server.listen.host, server.listen.port)] = server.name
-        if system.gateway is not None:
-            gw = system.gateway
+        for gw in system.gateways:
             names[(gw.internal.host, gw.internal.port)] = f"{gw.name} (int)"
             names[(gw.external.host, gw.external.port)] = f"{gw.name} (ext)"
             if gw.tls is not None:

@@ -12,8 +12,10 @@ from mcmig.mc.body import BodyError, service_id_uri
 from mcmig.mc.tokens import issue_token
 from mcmig.node.runtime import SipNode
 from mcmig.nodes.client import McClient, MigrationOutcome
+from mcmig.nodes.topology import entry_server
 from mcmig.profiles import Deployment
 from mcmig.profiles.keys import idms_key
+from mcmig.sip.uri import parse_sip_uri
 
 
 def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -54,7 +56,7 @@ async def migrate_once(
     system = deployment.system(partner)
     if system is None:
         raise UsageError(f"no system {partner} in the profile")
-    server = system.servers[0]
+    server = entry_server(system, parse_sip_uri(user))
     return await McClient(node, user).migrate(system.migration_psi, server.listen.address(), token)
 
 

@@ -1,7 +1,8 @@
 """Authorization policies: who a system's users may migrate to, whom a partner accepts.
 
 Rules are selectors plus a verdict, so a million users need not be listed:
-a selector names users, or a numbered range such as u000000-u999999.
+a selector names users, numbered ranges such as u000000-u999999, or prefix
+patterns such as ``ops-*``.
 """
 
 from __future__ import annotations
@@ -41,16 +42,33 @@ class UserRange:
             and self.first <= int(digits) <= self.last
         )
 
+    def __str__(self) -> str:
+        return f"{self.prefix}{self.first:0{self.width}d}-{self.prefix}{self.last:0{self.width}d}"
+
+
+def parse_pattern(text: str) -> str:
+    """A prefix pattern ``ops-*`` as its prefix. Only a trailing ``*``: then which
+    users two servers share, and which users no server takes, can be decided when
+    the profile loads."""
+    if not text.endswith("*") or "*" in text[:-1] or "?" in text or "[" in text:
+        raise ValueError(f"pattern {text!r} is not a prefix followed by one '*'")
+    return text[:-1]
+
 
 @dataclass(frozen=True)
 class UserSelector:
-    """Users of one system by user part: listed names and numbered ranges."""
+    """Users of one system by user part: listed names, numbered ranges and prefixes."""
 
     names: frozenset[str] = frozenset()
     ranges: tuple[UserRange, ...] = ()
+    prefixes: tuple[str, ...] = ()  # from patterns "<prefix>*"
 
     def matches(self, user: str) -> bool:
-        return user in self.names or any(user in r for r in self.ranges)
+        return (
+            user in self.names
+            or any(user in r for r in self.ranges)
+            or any(user.startswith(p) for p in self.prefixes)
+        )
 
 
 @dataclass(frozen=True)

@@ -120,8 +120,9 @@ async def start_deployment(
                     watch_server(server.name, running.servers[server.name], path)
                 await start_node(node)
                 running.nodes.append(node)
-            gw = system.gateway
-            if gw is not None and (only is None or gw.name in only):
+            for gw in system.gateways:
+                if only is not None and gw.name not in only:
+                    continue
                 internal = node_at(f"{gw.name}/internal", gw.internal)
                 external = node_at(f"{gw.name}/external", gw.external)
                 running.gateways[gw.name] = McGateway(internal, external, system, gw)
@@ -129,7 +130,11 @@ async def start_deployment(
                     await start_node(node)
                     running.nodes.append(node)
                 if gw.tls is not None:
-                    names = {(p.target.host, p.target.port): p.domain for p in system.peers}
+                    names = {
+                        (p.target.host, p.target.port): p.domain
+                        for p in system.peers
+                        if gw.interfaces(p.domain)
+                    }
                     try:
                         await external.enable_tls(
                             gw.tls.port, server_context(gw.tls), client_context(gw.tls), names

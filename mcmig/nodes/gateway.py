@@ -31,8 +31,9 @@ from mcmig.nodes.hiding import (
     outbound_body,
     system_hiding,
 )
+from mcmig.nodes.topology import SystemTopology
 from mcmig.nodes.trust import Border, claims_refusal
-from mcmig.profiles.model import GatewayProfile, Peer, SystemProfile
+from mcmig.profiles.model import GatewayProfile, Peer, ServerProfile, SystemProfile
 from mcmig.sip.message import Request, Response
 from mcmig.sip.peer import TransportAddress
 from mcmig.sip.responses import make_response
@@ -52,8 +53,9 @@ class McGateway:
         self.external = external
         self.system = system
         self.profile = profile
-        self.border = Border(system)
-        names = [s.name for s in system.servers] + [profile.name]
+        self.border = Border(system, profile)
+        self.topology = SystemTopology(system)
+        names = [s.name for s in system.servers] + [g.name for g in system.gateways]
         self.hiding = system_hiding(system.domain, [p.domain for p in system.peers], names)
         internal.handlers["MESSAGE"] = self.outbound
         external.handlers["MESSAGE"] = self.inbound
@@ -94,10 +96,10 @@ class McGateway:
         if hops is not None:
             return hops
         domain = request.uri.host.lower()
-        peer = self.system.peer(domain)
+        peer = self._peer(domain)
         if peer is None:
             return self.fail(
-                self.internal, request, Cause.UNKNOWN_MC_SYSTEM, f"no peer for {domain}"
+                self.internal, request, Cause.UNKNOWN_MC_SYSTEM, f"no peer {domain} at this gateway"
             )
         try:
             body = outbound_body(request, self.profile.external.uri)
@@ -113,6 +115,18 @@ class McGateway:
             self.agent,
             relay=entering_response,
         )
+
+    def _peer(self, domain: str) -> Peer | None:
+        """The peer system ``domain``, when this gateway interfaces to it."""
+        peer = self.system.peer(domain)
+        return peer if peer is not None and self.profile.interfaces(domain) else None
+
+    def _server(self, uri: SipUri, body: MigrationBody | None) -> ServerProfile | None:
+        """PROFILE step 5: the server of the user the request names (by MC service
+        ID), or of the visitor (by the seal in its temporary identity)."""
+        if isinstance(body, MigrationRequest) and not self.system.users.is_user(uri.user or ""):
+            return None  # a migration request names one of our users, nothing else
+        return self.topology.server_for(uri)
 
     async def _relay(
         self,
@@ -181,12 +195,11 @@ class McGateway:
             return self.fail(
                 self.external, request, Cause.UNKNOWN_USER, f"{uri.aor} is not of this system"
             )
-        if isinstance(body, MigrationRequest) and not self.system.users.is_user(uri.user or ""):
-            # PROFILE step 5: the primary gateway maps MC service IDs to their server.
+        server = self._server(uri, body)
+        if server is None:
             return self.fail(
                 self.external, request, Cause.UNKNOWN_USER, f"{uri.aor} is not a user here"
             )
-        server = self.system.servers[0]
         onward = crossing_request(request, request.body, self.hiding, next_max_forwards(request))
         return await self._relay(
             self.internal,
@@ -204,9 +217,11 @@ class McGateway:
         if not isinstance(request.uri, SipUri) or request.max_forwards == 0:
             handle.respond(handle.response(416 if not isinstance(request.uri, SipUri) else 483))
             return
-        peer = self.system.peer(request.uri.host.lower())
+        peer = self._peer(request.uri.host.lower())
         if peer is None:
-            self._refuse_call(handle, Cause.UNKNOWN_MC_SYSTEM, f"no peer for {request.uri.host}")
+            self._refuse_call(
+                handle, Cause.UNKNOWN_MC_SYSTEM, f"no peer {request.uri.host} at this gateway"
+            )
             return
         leg_b = crossing_request(request, request.body, self.hiding, next_max_forwards(request))
         await relay_invite(
@@ -224,14 +239,17 @@ class McGateway:
         if not isinstance(request.uri, SipUri) or request.max_forwards == 0:
             handle.respond(handle.response(416 if not isinstance(request.uri, SipUri) else 483))
             return
+        server = self._server(request.uri, None)
+        if server is None or request.uri.host.lower() != self.system.domain:
+            self._refuse_call(handle, Cause.UNKNOWN_USER, f"{request.uri.aor} is not a user here")
+            return
         leg_b = crossing_request(request, request.body, self.hiding, next_max_forwards(request))
-        server = self.system.servers[0].listen.address()
         await relay_invite(
             self.external,
             self.internal,
             handle,
             leg_b,
-            server,
+            server.listen.address(),
             self._border_of_calls(),
             self.system.call_max_duration,
         )

@@ -1,8 +1,9 @@
 """Where a request addressed to a user goes (PROFILE section 4), decided at an MC service server.
 
-One decision for calls and data alike, from the registry (own users who
-migrated), the visitor bindings (users who migrated here, and own users
-at home) and the system's call mode.
+One decision for calls and data alike, from the system's topology (which
+server serves the user or holds the visitor), the registry (own users who
+migrated), the visitor bindings (users who migrated here, and own users at
+home) and the system's call mode.
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mcmig.mc.causes import Cause
-from mcmig.profiles.model import SystemProfile
-from mcmig.registry import MigrationStore, SqliteVisitorStore
+from mcmig.nodes.topology import SystemTopology
+from mcmig.nodes.trust import canonical_host
+from mcmig.profiles.model import ServerProfile, SystemProfile
+from mcmig.registry import MigrationStore, SqliteVisitorStore, VisitorBinding
 from mcmig.sip.peer import TransportAddress
 from mcmig.sip.uri import SipUri, parse_sip_uri
 
@@ -51,24 +54,58 @@ def contact_address(contact: str) -> TransportAddress:
 
 class UserLocator:
     def __init__(
-        self, system: SystemProfile, store: MigrationStore, visitors: SqliteVisitorStore
+        self,
+        system: SystemProfile,
+        store: MigrationStore,
+        visitors: SqliteVisitorStore,
+        server: ServerProfile | None = None,
     ) -> None:
         self.system = system
+        self.topology = SystemTopology(system)
+        self.server = server or system.servers[0]
         self.store = store
         self.visitors = visitors
 
     def next_hop(self, domain: str, partner_address: str | None = None) -> TransportAddress | None:
-        """Toward another MC system: our gateway, or the peer (or the address it gave)."""
-        if self.system.gateway is not None:
-            return self.system.gateway.internal.address()
-        peer = self.system.peer(domain)
-        if peer is not None:
-            return peer.target
-        return None if partner_address is None else contact_address(partner_address)
+        """Toward another MC system: the gateway that interfaces to it, or the peer
+        (or, without gateways, the address a partner gave)."""
+        hop = self.topology.next_hop(domain)
+        if hop is not None or self.system.gateways or partner_address is None:
+            return hop
+        return contact_address(partner_address)
+
+    def sibling(self, uri: SipUri) -> ServerProfile | None:
+        """The other server of this system that ``uri`` belongs to, if not this one."""
+        owner = self.topology.server_for(uri)
+        return None if owner is None or owner.name == self.server.name else owner
+
+    def originator(self, from_uri: SipUri, source: TransportAddress) -> VisitorBinding | None:
+        """The user served here (a visitor, or an own user at home) who sent a request
+        from ``source`` as ``from_uri``: the claim is checked against the contact its
+        migration bound, so that nobody sends in a user's name from elsewhere."""
+        binding = self.visitors.by_user(from_uri.aor)
+        if binding is None or binding.contact is None:
+            return None
+        contact = contact_address(binding.contact)
+        same_host = canonical_host(contact.host) == canonical_host(source.host)
+        return binding if same_host and contact.port == source.port else None
+
+    def originate(self, uri: SipUri, origin: VisitorBinding) -> Decision:
+        """Where a request from a user served here goes (PROFILE 4.2): to this
+        system's users as any request does, to other systems by their next hop."""
+        if uri.host.lower() == self.system.domain:
+            return self.locate(uri)
+        hop = self.next_hop(uri.host.lower())
+        if hop is None or uri.user is None:
+            return Refuse(Cause.UNKNOWN_MC_SYSTEM, f"no route to {uri.host}")
+        return Forward(uri, hop, leaves_system=True)
 
     def locate(self, uri: SipUri) -> Decision:
         if uri.host.lower() != self.system.domain or uri.user is None:
             return Refuse(Cause.UNKNOWN_USER, "not a user of this system")
+        owner = self.sibling(uri)
+        if owner is not None:
+            return Forward(uri, owner.listen.address(), leaves_system=False)
         aor = f"sip:{uri.user}@{self.system.domain}"
         if self.system.users.is_user(uri.user):
             record = self.store.get(aor)

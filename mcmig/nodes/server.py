@@ -19,14 +19,13 @@ from mcmig.mc.body import (
     system_domain,
 )
 from mcmig.mc.causes import Cause, failure_headers, failure_response, unsupported_media_type
-from mcmig.mc.identities import new_temporary_id
 from mcmig.mc.tokens import TokenError, TokenVerifier
 from mcmig.node.dialogs import InviteServerHandle
 from mcmig.node.runtime import SipNode
 from mcmig.nodes.b2bua import forward, next_max_forwards, shed_like_the_profile, too_many_hops
 from mcmig.nodes.call_relay import relay_invite
 from mcmig.nodes.releases import AttemptEnds, ReleaseSender
-from mcmig.nodes.routing import Forward, Redirect, UserLocator
+from mcmig.nodes.routing import Decision, Forward, Redirect, Refuse, UserLocator
 from mcmig.nodes.trust import Border, claims_refusal
 from mcmig.profiles.model import ServerProfile, SystemProfile
 from mcmig.registry import (
@@ -77,7 +76,7 @@ class McServer:
         # bindings and releases are written in order by one writer thread,
         # batched like the primary's records (and durable before the 200)
         self.visitors = VisitorRegister(visitors)
-        self.locator = UserLocator(system, store, visitors)
+        self.locator = UserLocator(system, store, visitors, profile)
         self.border = Border(system)
         # Commits run in writer threads: an fsync in the event loop held up
         # every message while it lasted (py-spy: 66% of the primary's samples).
@@ -138,7 +137,7 @@ class McServer:
         if request.content_type != CONTENT_TYPE:
             if request.uri.aor == self.psi.aor:
                 return unsupported_media_type(request)  # the PSI takes migration bodies only
-            return await self.deliver(request)
+            return await self.deliver(request, source)
         try:
             body = decode(request.body)
         except BodyError as exc:
@@ -149,6 +148,10 @@ class McServer:
         own_user = request.uri.host.lower() == self.system.domain and self.system.users.is_user(
             request.uri.user or ""
         )
+        if isinstance(body, MigrationRequest | MigrationRelease):
+            owner = self._owner(request.uri, body, to_psi)
+            if owner is not None:
+                return await self._pass_to(owner, request, body, source, to_psi, own_user)
         if isinstance(body, MigrationRequest) and (
             to_psi or request.uri.host.lower() == self.system.domain
         ):
@@ -181,6 +184,58 @@ class McServer:
         if refusal is not None:
             return "primary", self.fail(request, Cause.PEER_NOT_AUTHORIZED, refusal)
         return "primary", await self.primary_role(request, body)
+
+    def _owner(
+        self, uri: SipUri, body: MigrationRequest | MigrationRelease, to_psi: bool
+    ) -> ServerProfile | None:
+        """The other server of this system that a migration body belongs at: the
+        user's own server (its record, its home binding), or the server that holds
+        the stay a release names. None: this server takes it."""
+        if to_psi:
+            home = isinstance(body, MigrationRequest) and (
+                system_domain(body.mc_service_id) == self.system.domain
+            )
+            return self.locator.sibling(parse_sip_uri(body.mc_service_id)) if home else None
+        return self.locator.sibling(uri)
+
+    async def _pass_to(
+        self,
+        owner: ServerProfile,
+        request: Request,
+        body: MigrationRequest | MigrationRelease,
+        source: TransportAddress,
+        to_psi: bool,
+        own_user: bool,
+    ) -> Response:
+        """Hand a migration body to the server it belongs at (PROFILE 1.1), once the
+        checks that only this server can make (who sent it) have passed."""
+        if not to_psi:
+            refusal = self._cross_system_refusal(body, source, own_user)
+            if refusal is not None:
+                return self.fail(request, Cause.PEER_NOT_AUTHORIZED, refusal)
+        return await self.relay_inside(request, owner, self.system.timeouts.gateway_inbound)
+
+    async def relay_inside(
+        self, request: Request, owner: ServerProfile, timeout: float
+    ) -> Response:
+        hops = too_many_hops(request)
+        if hops is not None:
+            return hops
+        onward = self._onward(request, request.uri)
+        return await forward(
+            self.node, request, onward, owner.listen.address(), timeout, self.agent
+        )
+
+    def _onward(self, request: Request, target: Any, from_uri: str | None = None) -> Request:
+        return make_request(
+            request.method,
+            target,
+            from_uri=from_uri or str(request.from_.uri),
+            to_uri=str(request.to.uri),
+            body=request.body,
+            content_type=request.get("Content-Type") if request.body else None,
+            max_forwards=next_max_forwards(request),
+        )
 
     def _cross_system_refusal(
         self,
@@ -293,7 +348,7 @@ class McServer:
         )
 
     def allocate_temporary_id(self) -> str:
-        return new_temporary_id(self.system.domain)
+        return self.locator.topology.new_temporary_id(self.profile.name)
 
     async def visitor_leaves(self, request: Request, body: MigrationRelease) -> Response:
         """PROFILE 3: the client ends its stay; we drop it and tell its primary."""
@@ -447,10 +502,33 @@ class McServer:
         return task
 
     # -- traffic to users: PROFILE section 4 -------------------------------------------------
-    async def deliver(self, request: Request) -> Response:
-        """Data (a MESSAGE of any other content type) for a user: on, redirected or refused."""
+    def route(self, request: Request, source: TransportAddress) -> Decision:
+        """Where a call or data goes: to a user of this system (PROFILE 4), or, from a
+        user served here, to any system (4.2), the sender shown as 4.2 says."""
         assert isinstance(request.uri, SipUri)
-        decision = self.locator.locate(request.uri)
+        if request.uri.host.lower() == self.system.domain:
+            return self.locator.locate(request.uri)
+        from_uri = request.from_.uri
+        origin = self.locator.originator(from_uri, source) if isinstance(from_uri, SipUri) else None
+        if origin is None:
+            return Refuse(Cause.UNKNOWN_USER, "not a user of this system")
+        return self.locator.originate(request.uri, origin)
+
+    def shown_as(self, request: Request, source: TransportAddress) -> str:
+        """PROFILE 4.2: a visitor shows its MC service ID to its own primary system
+        and its temporary identity to everyone else; anyone else shows its From."""
+        assert isinstance(request.uri, SipUri)
+        from_uri = request.from_.uri
+        origin = self.locator.originator(from_uri, source) if isinstance(from_uri, SipUri) else None
+        if origin is None or origin.temporary_id == origin.mc_service_id:
+            return str(from_uri)
+        if request.uri.host.lower() == system_domain(origin.mc_service_id):
+            return origin.mc_service_id
+        return origin.temporary_id
+
+    async def deliver(self, request: Request, source: TransportAddress) -> Response:
+        """Data (a MESSAGE of any other content type): on, redirected or refused."""
+        decision = self.route(request, source)
         if isinstance(decision, Redirect):
             return make_response(request, 302, headers=[("Contact", f"<{decision.contact}>")])
         if not isinstance(decision, Forward):
@@ -458,15 +536,7 @@ class McServer:
         hops = too_many_hops(request)
         if hops is not None:
             return hops
-        onward = make_request(
-            request.method,
-            decision.target,
-            from_uri=str(request.from_.uri),
-            to_uri=str(request.to.uri),
-            body=request.body,
-            content_type=request.get("Content-Type") if request.body else None,
-            max_forwards=next_max_forwards(request),
-        )
+        onward = self._onward(request, decision.target, self.shown_as(request, source))
         return await forward(
             self.node,
             request,
@@ -482,7 +552,7 @@ class McServer:
         if not isinstance(request.uri, SipUri):
             handle.respond(handle.response(416))
             return
-        decision = self.locator.locate(request.uri)
+        decision = self.route(request, handle.source)
         if isinstance(decision, Redirect):
             handle.respond(handle.response(302, [("Contact", f"<{decision.contact}>")]))
             return
@@ -493,15 +563,7 @@ class McServer:
         if request.max_forwards == 0:
             handle.respond(handle.response(483))
             return
-        leg_b = make_request(
-            "INVITE",
-            decision.target,
-            from_uri=str(request.from_.uri),
-            to_uri=str(request.to.uri),
-            body=request.body,
-            content_type=request.get("Content-Type") if request.body else None,
-            max_forwards=next_max_forwards(request),
-        )
+        leg_b = self._onward(request, decision.target, self.shown_as(request, handle.source))
         await relay_invite(
             self.node,
             self.node,

@@ -13,7 +13,7 @@ import ipaddress
 from functools import cached_property
 
 from mcmig.mc.body import MigrationRelease, MigrationRequest, service_id_uri, system_domain
-from mcmig.profiles.model import Peer, SystemProfile
+from mcmig.profiles.model import GatewayProfile, Peer, SystemProfile
 from mcmig.sip.errors import SipParseError
 from mcmig.sip.peer import TransportAddress
 from mcmig.sip.uri import parse_sip_uri
@@ -39,25 +39,40 @@ def in_domain(host: str, domain: str) -> bool:
 
 
 class Border:
-    """What one system knows of the addresses its peers and its own gateway send from."""
+    """What one system knows of the addresses its peers and its own nodes send from.
+    At a gateway, ``gateway`` narrows the peers to those it interfaces to."""
 
-    def __init__(self, system: SystemProfile) -> None:
+    def __init__(self, system: SystemProfile, gateway: GatewayProfile | None = None) -> None:
         self.system = system
+        self.gateway = gateway
 
     @cached_property
     def _peers_by_address(self) -> dict[str, Peer]:
         by_address: dict[str, Peer] = {}
         for peer in self.system.peers:
+            if self.gateway is not None and not self.gateway.interfaces(peer.domain):
+                continue
             for address in peer.addresses:
                 by_address.setdefault(canonical_host(address), peer)
         return by_address
 
     @cached_property
     def _gateway_hosts(self) -> frozenset[str]:
-        gateway = self.system.gateway
-        if gateway is None:
-            return frozenset()
-        return frozenset({canonical_host(gateway.internal.host)})
+        return frozenset(canonical_host(g.internal.host) for g in self.system.gateways)
+
+    @cached_property
+    def _server_addresses(self) -> frozenset[tuple[str, int]]:
+        return frozenset(
+            (canonical_host(s.listen.host), s.listen.port) for s in self.system.servers
+        )
+
+    def from_own_server(self, source: TransportAddress) -> bool:
+        """A server of this system sent it (over UDP it sends from the port it
+        listens on; a stream's source port is the kernel's, so the host decides)."""
+        host = canonical_host(source.host)
+        if source.transport == "UDP":
+            return (host, source.port) in self._server_addresses
+        return any(h == host for h, _ in self._server_addresses)
 
     def peer_at(self, source: TransportAddress) -> Peer | None:
         """The configured peer system that sends from ``source``, if any."""
@@ -74,11 +89,13 @@ class Border:
         primary, a release, an end of stay): (the peer that sent it when known
         here, why it is refused or None).
 
-        With a gateway, only the gateway may bring such requests in (it checked
-        the peer and its claims); without one, only a configured peer."""
-        if self.system.gateway is not None:
-            if self.from_own_gateway(source):
-                return None, None
+        With gateways, only they may bring such requests in (they checked the
+        peer and its claims); without, only a configured peer. Another server of
+        the system may pass one on to the server of the user it names: the first
+        server checked it."""
+        if self.from_own_gateway(source) or self.from_own_server(source):
+            return None, None
+        if self.system.gateways:
             return None, f"{source.host} is not this system's gateway"
         peer = self.peer_at(source)
         if peer is None:

@@ -14,6 +14,7 @@ from mcmig.mc.tokens import issue_token
 from mcmig.node.runtime import SipNode
 from mcmig.nodes.client import McClient, MigrationOutcome
 from mcmig.nodes.phone import Answerer
+from mcmig.nodes.topology import entry_server
 from mcmig.profiles import Deployment
 from mcmig.profiles.keys import idms_key
 from mcmig.sip.message import Request, Response
@@ -52,7 +53,8 @@ class UserEquipment:
         system = self.deployment.system(domain)
         if system is None:
             raise UsageError(f"no system {domain} in the profile")
-        return system.migration_psi, system.servers[0].listen.address()
+        server = entry_server(system, parse_sip_uri(self.user))
+        return system.migration_psi, server.listen.address()
 
     async def migrate(self, domain: str, token: str | None = None) -> MigrationOutcome:
         """Service authorization in ``domain``: a partner, or our own system (going home)."""
@@ -110,4 +112,5 @@ async def send_data(
         body=body,
         content_type=content_type,
     )
-    return await node.send_request(request, system.servers[0].listen.address())
+    server = entry_server(system, parse_sip_uri(target))
+    return await node.send_request(request, server.listen.address())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import socket
 from collections.abc import Callable
@@ -10,7 +11,16 @@ from typing import Any, TypeVar
 
 import yaml
 
-from mcmig.mc.policy import PrimaryPolicy, UserRange, UserRule, UserSelector, VisitorPolicy
+from mcmig.mc.identities import TemporaryIdSealer
+from mcmig.mc.policy import (
+    PrimaryPolicy,
+    UserRange,
+    UserRule,
+    UserSelector,
+    VisitorPolicy,
+    parse_pattern,
+)
+from mcmig.profiles.coverage import shared_user, unserved_user
 from mcmig.profiles.model import (
     ClientProfile,
     Deployment,
@@ -20,6 +30,7 @@ from mcmig.profiles.model import (
     Peer,
     ServerProfile,
     SystemProfile,
+    TemporaryIdKeys,
     Timeouts,
     TokenRules,
 )
@@ -150,7 +161,9 @@ def _system(node: _Node, base: Path) -> SystemProfile:
         "idms",
         "servers",
         "gateway",
+        "gateways",
         "peers",
+        "temporary_ids",
         "users",
         "visitors",
         "timeouts",
@@ -167,32 +180,29 @@ def _system(node: _Node, base: Path) -> SystemProfile:
     key_file = (base / idms.get("key", str)).resolve()
     if not key_file.is_file():
         idms.fail(f"no such key file {key_file}", "key")
-    servers = []
-    for s in node.items("servers"):
-        s.only("name", "listen")
-        servers.append(ServerProfile(s.get("name", str), s.hostport("listen")))
-    if not servers:
-        node.fail("a system needs at least one server", "servers")
-    gateway = None
-    if "gateway" in node.data:
-        g = node.child("gateway")
-        g.only("name", "internal", "external", "tls")
-        gateway = GatewayProfile(
-            g.get("name", str), g.hostport("internal"), g.hostport("external"), _tls(g, base)
-        )
+    servers = _servers(node)
+    gateways = _gateways(node, base)
     peers = []
     for p in node.items("peers", []):
-        p.only("domain", "address", "transport")
+        p.only("domain", "address", "transport", "sources")
         peer_domain = p.get("domain", str).lower()
         if not _domain(peer_domain):
             p.fail(f"{peer_domain!r} is not a domain name", "domain")
         transport = p.get("transport", str, "UDP").upper()
         if transport not in ("UDP", "TCP", "TLS"):
             p.fail("must be UDP, TCP or TLS", "transport")
+        gateway = next((g for g in gateways if g.interfaces(peer_domain)), None)
+        if gateways and gateway is None:
+            # Straight from a server, the peer would see the system's inside.
+            p.fail(f"no gateway interfaces to {peer_domain}", "domain")
         if transport == "TLS" and (gateway is None or gateway.tls is None):
-            p.fail("TLS to a peer needs gateway.tls in this system", "transport")
+            p.fail("TLS to a peer needs tls on the gateway that interfaces to it", "transport")
         address = p.hostport("address")
-        peers.append(Peer(peer_domain, address, transport, _resolve(p, address.host)))
+        addresses = list(_resolve(p, address.host))
+        for i, source in enumerate(p.strings("sources")):
+            addresses += [a for a in _resolve(p, source, f"sources[{i}]") if a not in addresses]
+        peers.append(Peer(peer_domain, address, transport, tuple(addresses)))
+    _check_gateway_peers(node, gateways, {p.domain for p in peers})
     timeouts = Timeouts()
     if "timeouts" in node.data:
         t = node.child("timeouts")
@@ -218,6 +228,8 @@ def _system(node: _Node, base: Path) -> SystemProfile:
         call_max_duration = c.get("max_duration", float, call_max_duration)
         if not call_max_duration > 0:
             c.fail("must be more than 0 seconds", "max_duration")
+    users, visitors = _users(node), _visitors(node)
+    _check_served(node, servers, users)
     return SystemProfile(
         tokens=_tokens(node),
         call_mode=call_mode,
@@ -225,16 +237,17 @@ def _system(node: _Node, base: Path) -> SystemProfile:
         domain=domain,
         migration_psi=psi,
         idms=IdmsProfile(idms.get("issuer", str), idms.get("kid", str), key_file),
-        servers=tuple(servers),
-        gateway=gateway,
+        servers=servers,
+        gateways=gateways,
         peers=tuple(peers),
-        users=_users(node),
-        visitors=_visitors(node),
+        users=users,
+        visitors=visitors,
         timeouts=timeouts,
+        temporary_ids=_temporary_ids(node, base, servers, visitors),
     )
 
 
-def _resolve(node: _Node, host: str) -> tuple[str, ...]:
+def _resolve(node: _Node, host: str, key: str = "address") -> tuple[str, ...]:
     """A peer's addresses, canonical: a request from it is matched by its source
     address, so a host name is resolved once, here, and said to fail here."""
     bare = host[1:-1] if host.startswith("[") else host
@@ -245,7 +258,7 @@ def _resolve(node: _Node, host: str) -> tuple[str, ...]:
     try:
         infos = socket.getaddrinfo(bare, None, type=socket.SOCK_DGRAM)
     except (OSError, UnicodeError) as exc:
-        node.fail(f"cannot resolve {bare!r}: {getattr(exc, 'strerror', None) or exc}", "address")
+        node.fail(f"cannot resolve {bare!r}: {getattr(exc, 'strerror', None) or exc}", key)
     found: list[str] = []
     for info in infos:
         address = str(ipaddress.ip_address(str(info[4][0]).partition("%")[0]))
@@ -254,6 +267,136 @@ def _resolve(node: _Node, host: str) -> tuple[str, ...]:
     # IPv4 first: every node here listens on one address, and names like
     # localhost resolve to both families.
     return tuple(sorted(found, key=lambda a: ":" in a))
+
+
+def _servers(node: _Node) -> tuple[ServerProfile, ...]:
+    servers = []
+    for s in node.items("servers"):
+        s.only("name", "listen", "serves")
+        serves = _selector(s.child("serves")) if "serves" in s.data else None
+        servers.append(ServerProfile(s.get("name", str), s.hostport("listen"), serves))
+    if not servers:
+        node.fail("a system needs at least one server", "servers")
+    if len(servers) > 1:
+        for i, server in enumerate(servers):
+            if server.serves is None:
+                node.fail("with several servers, each says which users it serves", f"servers[{i}]")
+    return tuple(servers)
+
+
+def _selector(node: _Node) -> UserSelector:
+    node.only("names", "ranges", "patterns")
+    ranges, prefixes = [], []
+    for i, text in enumerate(node.strings("ranges")):
+        try:
+            ranges.append(UserRange.parse(text))
+        except ValueError as exc:
+            node.fail(str(exc), f"ranges[{i}]")
+    for i, text in enumerate(node.strings("patterns")):
+        try:
+            prefixes.append(parse_pattern(text))
+        except ValueError as exc:
+            node.fail(str(exc), f"patterns[{i}]")
+    selector = UserSelector(frozenset(node.strings("names")), tuple(ranges), tuple(prefixes))
+    if selector == UserSelector():
+        node.fail("names no users (give names, ranges or patterns)")
+    return selector
+
+
+def _check_served(node: _Node, servers: tuple[ServerProfile, ...], users: PrimaryPolicy) -> None:
+    """Every user of the system is served by exactly one server."""
+    selectors = [s.serves for s in servers if s.serves is not None]
+    if len(selectors) < len(servers):
+        return  # one server, serving every user
+    for i, a in enumerate(servers):
+        for b in servers[i + 1 :]:
+            assert a.serves is not None and b.serves is not None
+            user = shared_user(a.serves, b.serves)
+            if user is not None:
+                node.fail(f"{a.name} and {b.name} both serve {user}", "servers")
+    user = unserved_user(users, selectors)
+    if user is not None:
+        node.fail(f"no server serves the user {user}", "servers")
+
+
+def _gateways(node: _Node, base: Path) -> tuple[GatewayProfile, ...]:
+    if "gateway" in node.data and "gateways" in node.data:
+        node.fail("give gateway (one, for every peer) or gateways (each with its peers)")
+    if "gateway" in node.data:
+        g = node.child("gateway")
+        g.only("name", "internal", "external", "tls")
+        return (
+            GatewayProfile(
+                g.get("name", str), g.hostport("internal"), g.hostport("external"), _tls(g, base)
+            ),
+        )
+    gateways = []
+    for g in node.items("gateways", []):
+        g.only("name", "internal", "external", "tls", "peers")
+        peers = frozenset(d.lower() for d in g.strings("peers", _domain, "a domain"))
+        if not peers:
+            g.fail("lists no peers it interfaces to", "peers")
+        gateways.append(
+            GatewayProfile(
+                g.get("name", str),
+                g.hostport("internal"),
+                g.hostport("external"),
+                _tls(g, base),
+                peers,
+            )
+        )
+    return tuple(gateways)
+
+
+def _check_gateway_peers(
+    node: _Node, gateways: tuple[GatewayProfile, ...], peers: set[str]
+) -> None:
+    """Each peer a gateway names is a peer of the system, and has one gateway."""
+    seen: dict[str, str] = {}
+    for gateway in gateways:
+        for domain in sorted(gateway.peers or ()):
+            if domain not in peers:
+                node.fail(
+                    f"{gateway.name} interfaces to {domain}, which is not in peers", "gateways"
+                )
+            if domain in seen:
+                node.fail(
+                    f"{seen[domain]} and {gateway.name} both interface to {domain}", "gateways"
+                )
+            seen[domain] = gateway.name
+
+
+def _temporary_ids(
+    node: _Node, base: Path, servers: tuple[ServerProfile, ...], visitors: VisitorPolicy
+) -> TemporaryIdKeys | None:
+    if "temporary_ids" not in node.data:
+        takes_visitors = visitors.default_accept or bool(visitors.accept_systems)
+        if len(servers) > 1 and takes_visitors:
+            node.fail(
+                "a system of several servers that takes visitors needs temporary_ids.keys "
+                "(traffic to a visitor finds the server that holds the stay by them)"
+            )
+        return None
+    t = node.child("temporary_ids")
+    t.only("keys")
+    keys = []
+    for i, name in enumerate(t.strings("keys")):
+        path = (base / name).resolve()
+        try:
+            key = base64.b64decode(path.read_text().strip(), validate=True)
+        except OSError as exc:
+            t.fail(f"cannot read {path}: {exc.strerror}", f"keys[{i}]")
+        except (ValueError, UnicodeDecodeError):
+            t.fail(f"{path} is not base64 text", f"keys[{i}]")
+        if len(key) not in (16, 24, 32):
+            t.fail(f"{path}: an AES key is 16, 24 or 32 bytes, not {len(key)}", f"keys[{i}]")
+        keys.append(key)
+    if not keys:
+        t.fail("no keys", "keys")
+    ids = [TemporaryIdSealer.key_id(k) for k in keys]
+    if len(set(ids)) != len(ids):
+        t.fail("two keys share a key id; make a new key", "keys")
+    return TemporaryIdKeys(tuple(keys))
 
 
 def _tokens(node: _Node) -> TokenRules:
@@ -342,11 +485,8 @@ def _check_unique(top: _Node, deployment: Deployment) -> None:
     seen: dict[HostPort, str] = {c.listen: c.name for c in deployment.clients}
     for system in deployment.systems:
         addresses = [(s.name, s.listen) for s in system.servers]
-        if system.gateway is not None:
-            addresses += [
-                (system.gateway.name, system.gateway.internal),
-                (system.gateway.name, system.gateway.external),
-            ]
+        for gateway in system.gateways:
+            addresses += [(gateway.name, gateway.internal), (gateway.name, gateway.external)]
         for name, address in addresses:
             if address in seen:
                 top.fail(f"{name} and {seen[address]} both listen on {address}", "systems")

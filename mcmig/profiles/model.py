@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from mcmig.mc.policy import PrimaryPolicy, VisitorPolicy
+from mcmig.mc.policy import PrimaryPolicy, UserSelector, VisitorPolicy
 from mcmig.sip.peer import TransportAddress
 from mcmig.transport.base import format_hostport
 from mcmig.transport.tls import TlsProfile
@@ -34,6 +34,12 @@ class ServerProfile:
 
     name: str
     listen: HostPort
+    # The system's users this server is the primary server of; None: all of them
+    # (a system of one server).
+    serves: UserSelector | None = None
+
+    def serves_user(self, user: str) -> bool:
+        return self.serves is None or self.serves.matches(user)
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,11 @@ class GatewayProfile:
     internal: HostPort
     external: HostPort
     tls: TlsProfile | None = None  # SIP over TLS on the external side, mutual authentication
+    # The peer systems it interfaces to (domains); None: every peer of the system.
+    peers: frozenset[str] | None = None
+
+    def interfaces(self, domain: str) -> bool:
+        return self.peers is None or domain.lower() in self.peers
 
 
 @dataclass(frozen=True)
@@ -84,6 +95,15 @@ class TokenRules:
 
 
 @dataclass(frozen=True)
+class TemporaryIdKeys:
+    """AEAD keys that seal, inside each temporary identity, which server holds the
+    visitor's stay (PROFILE 1). The first key seals; every key opens, so a key can
+    be rotated in before the old one is dropped."""
+
+    keys: tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
 class Timeouts:
     """Downstream timeouts of each B2BUA, seconds. Each is shorter than the one
     upstream of it, so that the client hears a 504 before its own Timer F."""
@@ -99,7 +119,7 @@ class SystemProfile:
     migration_psi: str
     idms: IdmsProfile
     servers: tuple[ServerProfile, ...]
-    gateway: GatewayProfile | None
+    gateways: tuple[GatewayProfile, ...]
     peers: tuple[Peer, ...]
     users: PrimaryPolicy
     visitors: VisitorPolicy
@@ -111,6 +131,15 @@ class SystemProfile:
     # BYE must not hold a dialog for ever).
     call_max_duration: float = 4 * 3600.0
     tokens: TokenRules = field(default_factory=TokenRules)
+    temporary_ids: TemporaryIdKeys | None = None
+
+    def gateway_for(self, domain: str) -> GatewayProfile | None:
+        """The gateway that interfaces to the peer system ``domain``, if any."""
+        return next((g for g in self.gateways if g.interfaces(domain)), None)
+
+    def server_for(self, user: str) -> ServerProfile | None:
+        """The server whose users include the user part ``user``."""
+        return next((s for s in self.servers if s.serves_user(user)), None)
 
     def peer(self, domain: str) -> Peer | None:
         return self._peers_by_domain.get(domain.lower())
@@ -153,8 +182,7 @@ class Deployment:
         names: list[str] = [c.name for c in self.clients]
         for system in self.systems:
             names += [s.name for s in system.servers]
-            if system.gateway is not None:
-                names.append(system.gateway.name)
+            names += [g.name for g in system.gateways]
         return names
 
     def node_hosts(self, only: set[str] | None = None) -> set[str]:
@@ -166,9 +194,9 @@ class Deployment:
         hosts = {c.listen.host for c in self.clients if wanted(c.name)}
         for system in self.systems:
             hosts |= {s.listen.host for s in system.servers if wanted(s.name)}
-            gateway = system.gateway
-            if gateway is not None and wanted(gateway.name):
-                hosts |= {gateway.internal.host, gateway.external.host}
+            for gateway in system.gateways:
+                if wanted(gateway.name):
+                    hosts |= {gateway.internal.host, gateway.external.host}
         return hosts
 
     def find_server(self, name: str) -> tuple[SystemProfile, ServerProfile] | None:

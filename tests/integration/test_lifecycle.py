@@ -60,7 +60,7 @@ def _visitors(lab: Lab, server: str) -> list[str]:
 
 
 def _gateways(lab: Lab) -> bool:
-    return any(s.gateway is not None for s in lab.deployment.systems)
+    return any(s.gateways for s in lab.deployment.systems)
 
 
 def test_data_reaches_the_migrated_user(lab: Lab) -> None:
@@ -134,8 +134,8 @@ def _release_at_primary(lab: Lab, partner: str, temporary_id: str | None) -> int
     assert system is not None
     hop = (
         TransportAddress("UDP", "127.0.1.10", 5060)
-        if system.gateway is None
-        else system.gateway.internal.address()
+        if not system.gateways
+        else system.gateways[0].internal.address()
     )
     response = lab.run(server.send_request(request, hop))
     return response.status

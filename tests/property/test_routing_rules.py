@@ -114,7 +114,7 @@ def build(spec: Spec) -> Deployment:
                 migration_psi=f"sip:migration@{domain(i)}",
                 idms=IdmsProfile(f"https://idms.{domain(i)}", f"k{i}", KEY),
                 servers=(server,),
-                gateway=gateway,
+                gateways=() if gateway is None else (gateway,),
                 peers=tuple(Peer(domain(j), peer_address(j)) for j in sorted(spec.peers[i])),
                 users=PrimaryPolicy(rules),
                 visitors=VisitorPolicy(
@@ -143,7 +143,7 @@ def expected_migration(
     if (home, user) in spec.refused[partner]:
         return 403, "user-not-permitted-by-partner", f"s{partner}-server"
     if home not in spec.peers[partner]:
-        return 404, "unknown-mc-system", f"s{partner}-gw" if spec.gateways else f"s{partner}-server"
+        return 404, "unknown-mc-system", f"s{partner}-server"
     if partner not in spec.peers[home]:
         # a gateway refuses non-peers; without one, the primary server does
         return 403, "peer-not-authorized", f"s{home}-gw" if spec.gateways else f"s{home}-server"

@@ -97,7 +97,7 @@ def without_gateways(deployment: Deployment) -> Deployment:
     servers = {s.domain: s.servers[0].listen for s in deployment.systems}
     systems = tuple(
         dataclasses.replace(
-            s, gateway=None, peers=tuple(Peer(p.domain, servers[p.domain]) for p in s.peers)
+            s, gateways=(), peers=tuple(Peer(p.domain, servers[p.domain]) for p in s.peers)
         )
         for s in deployment.systems
     )

@@ -21,12 +21,12 @@ def test_demo_profile_has_the_documented_nodes() -> None:
     primary, partner = d.system("primary.example"), d.system("partner.example")
     assert primary is not None and partner is not None
     assert str(primary.servers[0].listen) == "127.0.1.10:5060"
-    assert primary.gateway is not None and partner.gateway is not None
-    assert (str(primary.gateway.internal), str(primary.gateway.external)) == (
+    (primary_gw,), (partner_gw,) = primary.gateways, partner.gateways
+    assert (str(primary_gw.internal), str(primary_gw.external)) == (
         "127.0.1.1:5060",
         "127.0.9.1:5060",
     )
-    assert (str(partner.gateway.external), str(partner.gateway.internal)) == (
+    assert (str(partner_gw.external), str(partner_gw.internal)) == (
         "127.0.9.2:5060",
         "127.0.2.1:5060",
     )
@@ -49,7 +49,7 @@ def test_demo_profile_has_the_documented_nodes() -> None:
 
 def test_direct_profile_has_no_gateways() -> None:
     d = load_deployment(PROFILES / "direct.yaml")
-    assert all(s.gateway is None for s in d.systems)
+    assert all(not s.gateways for s in d.systems)
 
 
 def _write(tmp_path: Path, mutate) -> Path:  # type: ignore[no-untyped-def]
