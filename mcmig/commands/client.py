@@ -15,7 +15,7 @@ from mcmig.nodes.topology import entry_server
 from mcmig.nodes.ue import UserEquipment, send_data
 from mcmig.sip.uri import parse_sip_uri
 
-HELP = "commands: migrate DOMAIN | home | release | send URI TEXT | hangup | quit"
+HELP = "commands: migrate DOMAIN | home | release | send URI TEXT | call URI | hangup | quit"
 
 
 def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -203,10 +203,9 @@ async def _command(ue: UserEquipment, node: SipNode, deployment: object, words: 
         elif words == ["hangup"]:
             await ue.phone.hang_up()
         elif words[:1] == ["send"] and len(words) == 3:
-            response = await send_data(
-                node, ue.deployment, ue.user, words[1], words[2].encode(), "text/plain"
-            )
-            ue.tell(f"send: {response.status} {response.reason}")
+            await ue.send(words[1], words[2].encode())
+        elif words[:1] == ["call"] and len(words) == 2:
+            await ue.call(words[1], hold=2.0)
         elif words:
             ue.tell(HELP)
     except UsageError as exc:

@@ -13,7 +13,7 @@ from mcmig.mc.body import CONTENT_TYPE, MigrationRelease, encode
 from mcmig.mc.tokens import issue_token
 from mcmig.node.runtime import SipNode
 from mcmig.nodes.client import McClient, MigrationOutcome
-from mcmig.nodes.phone import Answerer
+from mcmig.nodes.phone import Answerer, CallOutcome, place_call
 from mcmig.nodes.topology import entry_server
 from mcmig.profiles import Deployment
 from mcmig.profiles.keys import idms_key
@@ -89,6 +89,32 @@ class UserEquipment:
         self.tell(f"release: {response.status} {response.reason}")
         return response
 
+    def _serving_server(self) -> TransportAddress:
+        """The server that serves us now: the partner's that holds our stay, or our
+        own primary server at home."""
+        return self._system(self.serving or self.home_domain)[1]
+
+    async def send(self, target: str, body: bytes, content_type: str = "text/plain") -> Response:
+        """Data to any MC service ID, through the system that serves us (PROFILE 4.2)."""
+        request = make_request(
+            "MESSAGE",
+            parse_sip_uri(target),
+            from_uri=self.user,
+            to_uri=target,
+            body=body,
+            content_type=content_type,
+            contact=self.contact,
+        )
+        response = await self.node.send_request(request, self._serving_server())
+        self.tell(f"send: {response.status} {response.reason}")
+        return response
+
+    async def call(self, target: str, hold: float = 1.0) -> CallOutcome:
+        """A private call to any MC service ID, through the system that serves us."""
+        outcome = await place_call(self.node, self.user, target, self._serving_server(), hold)
+        self.tell(f"call {target}: {outcome}")
+        return outcome
+
     async def on_message(self, request: Request, source: TransportAddress) -> Response:
         self.inbox.append(request)
         text = request.body.decode("utf-8", "replace")[:200]
@@ -97,10 +123,17 @@ class UserEquipment:
 
 
 async def send_data(
-    node: SipNode, deployment: Deployment, sender: str, target: str, body: bytes, content_type: str
+    node: SipNode,
+    deployment: Deployment,
+    sender: str,
+    target: str,
+    body: bytes,
+    content_type: str,
+    through: str | None = None,
 ) -> Response:
-    """Data from a user to an MC service ID, handed to the target's home server."""
-    domain = parse_sip_uri(target).host.lower()
+    """Data from ``sender`` to an MC service ID: handed to the target's server, or,
+    ``through`` a system, to the server there that serves the sender."""
+    domain = through or parse_sip_uri(target).host.lower()
     system = deployment.system(domain)
     if system is None:
         raise UsageError(f"no system {domain} in the profile")
@@ -112,5 +145,5 @@ async def send_data(
         body=body,
         content_type=content_type,
     )
-    server = entry_server(system, parse_sip_uri(target))
+    server = entry_server(system, parse_sip_uri(sender if through else target))
     return await node.send_request(request, server.listen.address())

@@ -158,3 +158,58 @@ def test_no_inner_byte_on_the_external_link(tmp_path: Path) -> None:
         "(_ws.malformed || _ws.expert.severity >= error) && not udp.port == 9",
     )
     assert bad.returncode == 0 and bad.stdout.strip() == "", bad.stdout[:2000]
+
+
+def test_no_inner_byte_leaves_any_gateway_of_the_deployed_profile(tmp_path: Path) -> None:
+    """sip_profiles/deployed.yaml: what the gateways of primary.example (two) and
+    partner2.example send to other systems, captured by tshark, while migrations,
+    data and calls cross every pairing, migrated users originating included. The
+    partner system has no gateways and hides nothing, as the seed's NOTE allows."""
+    pcap = tmp_path / "gateways.pcap"
+    lab = Lab("sip_profiles/deployed.yaml", tmp_path / "state")
+    lab.start()
+    assert lab.running is not None
+    clients = lab.running.clients
+    alice, bob, dave, gina = (clients[n] for n in ("alice-ue", "bob-ue", "dave-ue", "gina-ue"))
+    try:
+        capture = Capture(
+            pcap,
+            "src host 127.0.9.1 or src host 127.0.9.11 or src host 127.0.9.3",
+            probe=("127.0.9.1", "127.0.9.3"),
+        )
+        for n in range(10):
+            assert lab.migrate(f"sip:u{n:06d}@primary.example").status == 200
+            assert (
+                lab.migrate(
+                    f"sip:u{500000 + n:06d}@primary.example", partner="partner2.example"
+                ).status
+                == 200
+            )
+        assert lab.migrate("sip:dave@primary.example").cause == "unknown-user"
+        for target in (
+            "sip:bob@primary.example",
+            "sip:gina@partner2.example",
+            "sip:dave@partner.example",
+        ):
+            assert lab.run(alice.send(target, b"from abroad")).status == 200
+            assert lab.run(alice.call(target, hold=0.05)).status == 200
+        for sender in (bob, gina, dave):
+            assert lab.run(sender.send("sip:alice@primary.example", b"to alice")).status == 200
+        assert lab.run(gina.call("sip:alice@primary.example", hold=0.05)).status == 200
+        lab.run(asyncio.sleep(0.1))
+        data = capture.stop()
+    finally:
+        lab.close()
+    assert data.count(b"SIP/2.0") > 60
+    # SDP media addresses are set aside: this profile has no media relay.
+    for host in (b"127.0.1.100", b"127.0.2.101", b"127.0.3.100", b"127.0.2.102"):
+        data = data.replace(b"IN IP4 " + host, b"")
+    for secret in (
+        b"127.0.1.",
+        b"127.0.3.",
+        b"primary-a",
+        b"primary-b",
+        b"primary-gw",
+        b"partner2-",
+    ):
+        assert secret not in data, secret
