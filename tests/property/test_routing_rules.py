@@ -1,15 +1,21 @@
 """Routing rules over generated deployments (hypothesis), on the in-memory network.
 
-Deployments of 2 to 5 systems, all with gateways or all without, with
-arbitrary user policies, visitor policies and peer lists; sequences of
-migrate / release / data / call. Invariants, checked against an independent model:
-  1. a migration is accepted by the user's primary server, or refused by
-     exactly the node that owns the failing check, with the PROFILE cause;
+Deployments of 2 to 5 systems, each with 1 to 3 servers (users spread over
+them) and 0 to 2 gateways (peers spread over them), so that every pairing
+occurs: gateways on both sides, on neither, on one side only. Arbitrary user
+policies, visitor policies and peer lists; sequences of migrate / release /
+data / originate. Invariants, checked against an independent model:
+  1. a migration is accepted by the user's own server, or refused by exactly
+     the node that owns the failing check, with the PROFILE cause;
   2. every response returns to the node that sent the request;
-  3. the registry holds, for each user, exactly the last accepted migration
-     not since released;
-  4. data and calls to a migrated user go to its current partner system only;
-  5. with gateways, nothing of a system's inside reaches another system.
+  3. each server's registry holds, for each of its users, exactly the last
+     accepted migration not since released (the user's own server, no other);
+  4. data to a migrated user reaches it through its primary system and its
+     current partner system only;
+  5. with gateways, nothing of a system's inside reaches another system;
+  6. a gateway sends only to the peer systems it interfaces to;
+  7. data a migrated user originates reaches its target in any system that
+     routes from the partner, showing the identity PROFILE 4.2 names.
 """
 
 from __future__ import annotations
@@ -20,14 +26,14 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from mcmig.capture.trace import Trace
 from mcmig.mc.policy import PrimaryPolicy, UserRule, UserSelector, VisitorPolicy
 from mcmig.node.runtime import SipNode
-from mcmig.nodes.deployment import start_deployment
-from mcmig.nodes.phone import place_call
+from mcmig.nodes.deployment import RunningDeployment, start_deployment
+from mcmig.nodes.topology import entry_server
 from mcmig.nodes.ue import UserEquipment, send_data
 from mcmig.profiles.model import (
     ClientProfile,
@@ -38,13 +44,16 @@ from mcmig.profiles.model import (
     Peer,
     ServerProfile,
     SystemProfile,
+    TemporaryIdKeys,
 )
-from mcmig.sip.message import Request, Response
+from mcmig.sip.message import Request
+from mcmig.sip.uri import parse_sip_uri
 from mcmig.transport.memory import MemoryNetwork
 from tests.support.tools import ROOT
 
 KEY = ROOT / "sip_profiles" / "keys" / "primary-idms.pem"
 USERS = ["u1", "u2", "u3"]
+HOME_USER = "h"  # in every system, authorized at home: a target for originated data
 
 
 def domain(i: int) -> str:
@@ -55,14 +64,31 @@ def inside(i: int) -> str:
     return f"127.0.{30 + i}."
 
 
+def server_name(i: int, k: int) -> str:
+    return f"s{i}-srv{k}"
+
+
+def gateway_name(i: int, g: int) -> str:
+    return f"s{i}-gw{g}"
+
+
+def external(i: int, g: int) -> HostPort:
+    return HostPort(f"127.0.{29 - g}.{i}", 5060)
+
+
 @dataclass(frozen=True)
 class Spec:
     systems: int
-    gateways: bool
+    servers: dict[int, int]  # system -> number of servers
+    home_server: dict[tuple[int, str], int]  # (system, user) -> the server that serves it
+    gateway_of: dict[int, dict[int, int]]  # system -> peer -> gateway index ({} without gateways)
     migrate_to: dict[tuple[int, str], frozenset[str]]  # (system, user) -> partner domains or {"*"}
     accepts: dict[int, frozenset[int]]  # partner -> primary systems it accepts
     refused: dict[int, frozenset[tuple[int, str]]]  # partner -> visitors refused by name
     peers: dict[int, frozenset[int]]  # system -> systems it lists as peers
+
+    def gateways(self, i: int) -> int:
+        return len(set(self.gateway_of[i].values()))
 
 
 @st.composite
@@ -70,103 +96,185 @@ def specs(draw: st.DrawFn) -> Spec:
     n = draw(st.integers(2, 5))
     ids = list(range(1, n + 1))
     others = {i: [j for j in ids if j != i] for i in ids}
+    # Weighted toward what succeeds, so that most examples migrate and originate.
+    likely = st.sampled_from([True, True, True, False])
     migrate_to = {}
     for i in ids:
         for u in USERS:
-            if draw(st.booleans()) and draw(st.booleans()):
+            if draw(st.booleans()):
                 migrate_to[(i, u)] = frozenset({"*"})
             else:
-                migrate_to[(i, u)] = frozenset(
-                    domain(j) for j in draw(st.sets(st.sampled_from(others[i])))
-                )
-    accepts = {i: frozenset(draw(st.sets(st.sampled_from(others[i])))) for i in ids}
+                migrate_to[(i, u)] = frozenset(domain(j) for j in others[i] if draw(likely))
+    accepts = {i: frozenset(j for j in others[i] if draw(likely)) for i in ids}
     visitors = [(j, u) for j in ids for u in USERS]
     refused = {
-        i: frozenset(draw(st.sets(st.sampled_from([v for v in visitors if v[0] != i]), max_size=2)))
+        i: frozenset(draw(st.sets(st.sampled_from([v for v in visitors if v[0] != i]), max_size=1)))
         for i in ids
     }
-    peers = {i: frozenset(draw(st.sets(st.sampled_from(others[i]), min_size=1))) for i in ids}
-    return Spec(n, draw(st.booleans()), migrate_to, accepts, refused, peers)
+    links: dict[int, set[int]] = {i: set() for i in ids}
+    for i in ids:
+        for j in others[i]:
+            if i < j:
+                kind = draw(st.sampled_from(["both", "both", "both", "from", "to", "none"]))
+                if kind in ("both", "from"):
+                    links[i].add(j)
+                if kind in ("both", "to"):
+                    links[j].add(i)
+    peers = {i: frozenset(links[i]) for i in ids}
+    servers = {i: draw(st.integers(1, 3)) for i in ids}
+    home_server = {
+        (i, u): draw(st.integers(0, servers[i] - 1)) for i in ids for u in [*USERS, HOME_USER]
+    }
+    gateway_of: dict[int, dict[int, int]] = {}
+    for i in ids:
+        count = draw(st.integers(0, 2))
+        # Gateway indices in order of first use, so that none interfaces to nothing.
+        chosen = [draw(st.integers(0, count - 1)) if count else -1 for _ in sorted(peers[i])]
+        order = {g: k for k, g in enumerate(dict.fromkeys(chosen))}
+        gateway_of[i] = (
+            {j: order[g] for j, g in zip(sorted(peers[i]), chosen, strict=True)} if count else {}
+        )
+    return Spec(n, servers, home_server, gateway_of, migrate_to, accepts, refused, peers)
+
+
+def server_host(i: int, k: int) -> HostPort:
+    return HostPort(f"{inside(i)}{10 + k}", 5060)
+
+
+def address_of(spec: Spec, sender: int, target: int) -> Peer:
+    """How ``sender`` reaches ``target``: the gateway there that interfaces to it (or
+    gateway 0, which will refuse a stranger), or the target's first server."""
+    gateways = spec.gateway_of[target]
+    if gateways:
+        return Peer(domain(target), external(target, gateways.get(sender, 0)))
+    hosts = tuple(server_host(target, k).host for k in range(spec.servers[target]))
+    return Peer(domain(target), server_host(target, 0), addresses=hosts)
 
 
 def build(spec: Spec) -> Deployment:
     systems = []
     for i in range(1, spec.systems + 1):
-        server = ServerProfile(f"s{i}-server", HostPort(f"{inside(i)}10", 5060))
-        gateway = (
-            GatewayProfile(
-                f"s{i}-gw", HostPort(f"{inside(i)}1", 5060), HostPort(f"127.0.29.{i}", 5060)
+        servers = tuple(
+            ServerProfile(
+                server_name(i, k),
+                server_host(i, k),
+                None
+                if spec.servers[i] == 1
+                else UserSelector(
+                    frozenset(u for u in [*USERS, HOME_USER] if spec.home_server[(i, u)] == k)
+                ),
             )
-            if spec.gateways
-            else None
+            for k in range(spec.servers[i])
         )
-        peer_address = (
-            (lambda j: HostPort(f"127.0.29.{j}", 5060))
-            if spec.gateways
-            else (lambda j: HostPort(f"{inside(j)}10", 5060))
+        gateways = tuple(
+            GatewayProfile(
+                gateway_name(i, g),
+                HostPort(f"{inside(i)}{1 + g}", 5060),
+                external(i, g),
+                peers=frozenset(domain(j) for j, h in spec.gateway_of[i].items() if h == g),
+            )
+            for g in range(spec.gateways(i))
         )
-        rules = tuple(
-            UserRule(UserSelector(frozenset({u})), spec.migrate_to[(i, u)]) for u in USERS
+        rules = (
+            *(UserRule(UserSelector(frozenset({u})), spec.migrate_to[(i, u)]) for u in USERS),
+            UserRule(UserSelector(frozenset({HOME_USER})), frozenset()),
         )
         systems.append(
             SystemProfile(
                 domain=domain(i),
                 migration_psi=f"sip:migration@{domain(i)}",
                 idms=IdmsProfile(f"https://idms.{domain(i)}", f"k{i}", KEY),
-                servers=(server,),
-                gateways=() if gateway is None else (gateway,),
-                peers=tuple(Peer(domain(j), peer_address(j)) for j in sorted(spec.peers[i])),
+                servers=servers,
+                gateways=gateways,
+                peers=tuple(address_of(spec, i, j) for j in sorted(spec.peers[i])),
                 users=PrimaryPolicy(rules),
                 visitors=VisitorPolicy(
                     default_accept=False,
                     accept_systems=frozenset(domain(j) for j in spec.accepts[i]),
                     refuse_users=frozenset(f"sip:{u}@{domain(j)}" for j, u in spec.refused[i]),
                 ),
+                temporary_ids=TemporaryIdKeys((bytes([i]) * 32,)) if spec.servers[i] > 1 else None,
             )
         )
     clients = tuple(
         ClientProfile(
-            f"ue-{i}-{u}", f"sip:{u}@{domain(i)}", HostPort(f"127.0.28.{10 * i + k}", 5062)
+            f"ue-{i}-{u}",
+            f"sip:{u}@{domain(i)}",
+            HostPort(f"127.0.26.{10 * i + k}", 5062),
+            domain(i) if u == HOME_USER else None,
         )
         for i in range(1, spec.systems + 1)
-        for k, u in enumerate(USERS)
+        for k, u in enumerate([*USERS, HOME_USER])
     )
     return Deployment("generated", ROOT / "generated.yaml", tuple(systems), clients)
 
 
+def user_server(spec: Spec, i: int, user: str) -> str:
+    return server_name(i, spec.home_server[(i, user)])
+
+
+def border_node(spec: Spec, target: int, sender: int) -> str:
+    """The node of ``target`` that first hears from ``sender``."""
+    if spec.gateway_of[target]:
+        return gateway_name(target, spec.gateway_of[target].get(sender, 0))
+    return server_name(target, 0)
+
+
 def expected_migration(
-    spec: Spec, home: int, user: str, partner: int
+    spec: Spec, deployment: Deployment, home: int, user: str, partner: int
 ) -> tuple[int, str | None, str]:
     """The model: (status, cause, node that answers) for a migration request."""
+    system = deployment.system(domain(partner))
+    assert system is not None
+    entry = entry_server(system, parse_sip_uri(f"sip:{user}@{domain(home)}")).name
     if home not in spec.accepts[partner]:
-        return 403, "primary-system-not-permitted", f"s{partner}-server"
+        return 403, "primary-system-not-permitted", entry
     if (home, user) in spec.refused[partner]:
-        return 403, "user-not-permitted-by-partner", f"s{partner}-server"
+        return 403, "user-not-permitted-by-partner", entry
     if home not in spec.peers[partner]:
-        return 404, "unknown-mc-system", f"s{partner}-server"
+        return 404, "unknown-mc-system", entry
     if partner not in spec.peers[home]:
-        # a gateway refuses non-peers; without one, the primary server does
-        return 403, "peer-not-authorized", f"s{home}-gw" if spec.gateways else f"s{home}-server"
+        # a gateway refuses strangers; without one, the server they reach does
+        return 403, "peer-not-authorized", border_node(spec, home, partner)
     allowed = spec.migrate_to[(home, user)]
     if "*" not in allowed and domain(partner) not in allowed:
-        return 403, "migration-not-permitted", f"s{home}-server"
-    return 200, None, f"s{home}-server"
+        return 403, "migration-not-permitted", user_server(spec, home, user)
+    return 200, None, user_server(spec, home, user)
 
 
-operations = st.lists(
-    st.tuples(
-        st.sampled_from(["migrate", "release", "data"]),
-        st.integers(1, 5),
-        st.sampled_from(USERS),
-        st.integers(1, 5),
-    ),
-    min_size=1,
-    max_size=8,
+def expected_origination(spec: Spec, home: int, where: int, target: int) -> tuple[int, str]:
+    """(status, identity shown) for data from a user of ``home`` migrated to ``where``
+    to the home user of ``target``."""
+    if target in (where, home):
+        return 200, "mc-service-id" if target == home else "temporary-id"
+    if target not in spec.peers[where]:
+        return 404, ""
+    if where not in spec.peers[target] and spec.gateway_of[target]:
+        return 403, ""  # a stranger at the gateway; servers without one take data from anyone
+    return 200, "temporary-id"
+
+
+def _operations(kinds: list[str], least: int, most: int) -> st.SearchStrategy[list[Op]]:
+    return st.lists(
+        st.tuples(
+            st.sampled_from(kinds), st.integers(1, 5), st.sampled_from(USERS), st.integers(1, 5)
+        ),
+        min_size=least,
+        max_size=most,
+    )
+
+
+Op = tuple[str, int, str, int]
+# Two migrations first, so that most examples have migrated users to route to and from.
+operations = st.builds(
+    lambda first, rest: first + rest,
+    _operations(["migrate"], 2, 2),
+    _operations(["migrate", "migrate", "originate", "originate", "data", "release"], 1, 8),
 )
 
 
-# 25 generated deployments in ./scripts/test; HYPOTHESIS_PROFILE=long runs 500.
-EXAMPLES = 500 if os.environ.get("HYPOTHESIS_PROFILE") == "long" else 25
+# 60 generated deployments in ./scripts/test; HYPOTHESIS_PROFILE=long runs 500.
+EXAMPLES = 500 if os.environ.get("HYPOTHESIS_PROFILE") == "long" else 60
 
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -194,85 +302,104 @@ async def _run(
         trace.watch(node, node.name.split("/")[0])
     current: dict[tuple[int, str], int | None] = {}
     try:
-        for kind, home_raw, user, partner_raw in ops:
+        for kind, home_raw, user, other_raw in ops:
             home = (home_raw - 1) % spec.systems + 1
-            partner = (partner_raw - 1) % spec.systems + 1
+            other = (other_raw - 1) % spec.systems + 1
             ue: UserEquipment = running.clients[f"ue-{home}-{user}"]
             trace.clear()
-            if kind == "migrate" and partner != home:
-                outcome = await ue.migrate(domain(partner))
-                status, cause, who = expected_migration(spec, home, user, partner)
-                assert (outcome.status, outcome.cause) == (status, cause), (
-                    spec,
-                    kind,
-                    home,
-                    user,
-                    partner,
-                )
+            where = current.get((home, user))
+            if kind == "migrate" and other != home:
+                outcome = await ue.migrate(domain(other))
+                status, cause, who = expected_migration(spec, deployment, home, user, other)
+                assert (outcome.status, outcome.cause) == (status, cause), (home, user, other)
                 assert trace.originator(status) == who
+                event(f"migration {status} {cause or ''}")
                 if status == 200:
-                    current[(home, user)] = partner
-            elif kind == "release" and current.get((home, user)) is not None:
+                    current[(home, user)] = other
+            elif kind == "release" and where is not None:
                 response = await ue.release()
                 assert response.status == 200
                 current[(home, user)] = None
             elif kind == "data":
-                before = len(ue.inbox)
-                response = await send_data(
-                    callers[home],
-                    deployment,
-                    "sip:caller@" + domain(home),
-                    f"sip:{user}@{domain(home)}",
-                    b"hi",
-                    "text/plain",
-                )
-                where = current.get((home, user))
-                if where is None:
-                    assert response.status == 480
-                else:
-                    assert response.status == 200 and len(ue.inbox) == before + 1
-                    servers = {e.node for e in trace.entries if e.node.endswith("-server")}
-                    assert servers == {
-                        f"s{home}-server",
-                        f"s{where}-server",
-                    }  # 4: only the current partner
-            elif kind == "call":
-                outcome = await place_call(
-                    callers[home],
-                    "sip:caller@" + domain(home),
-                    f"sip:{user}@{domain(home)}",
-                    deployment.system(domain(home)).servers[0].listen.address(),
-                    hold=0.01,
-                )  # type: ignore[union-attr]
-                where = current.get((home, user))
-                assert outcome.status == (480 if where is None else 200)
-                if where is not None:
-                    servers = {e.node for e in trace.entries if e.node.endswith("-server")}
-                    assert servers == {f"s{home}-server", f"s{where}-server"}  # 4: calls too
+                migrated = sorted(k for k, p in current.items() if p is not None)
+                if migrated and other_raw % 2 == 0:  # half the time, to a migrated user
+                    home, user = migrated[home_raw % len(migrated)]
+                    ue, where = running.clients[f"ue-{home}-{user}"], current[(home, user)]
+                await _data_to_user(spec, deployment, trace, callers[home], ue, home, user, where)
+            elif kind == "originate":
+                # from one of the users migrated now, chosen by the drawn numbers
+                migrated = sorted((h, u, p) for (h, u), p in current.items() if p is not None)
+                if migrated:
+                    h, u, p = migrated[(home_raw + other_raw) % len(migrated)]
+                    sender = running.clients[f"ue-{h}-{u}"]
+                    await _originate(spec, running, sender, h, p, other)
             await asyncio.sleep(0.05)  # background releases to earlier partners
             _check_registry(running, spec, current)
             _check_responses_return(trace)
-            if spec.gateways:
-                _check_hiding(trace, spec)
+            _check_hiding(trace, spec)
+            _check_gateways_carry_their_peers(trace, spec)
     finally:
         for caller in callers.values():
             await caller.stop()
         await running.stop()
 
 
+async def _data_to_user(
+    spec: Spec,
+    deployment: Deployment,
+    trace: Trace,
+    caller: SipNode,
+    ue: UserEquipment,
+    home: int,
+    user: str,
+    where: int | None,
+) -> None:
+    before = len(ue.inbox)
+    response = await send_data(
+        caller, deployment, f"sip:caller@{domain(home)}", ue.user, b"hi", "text/plain"
+    )
+    if where is None:
+        assert response.status == 480
+        return
+    assert response.status == 200 and len(ue.inbox) == before + 1
+    event("data to a migrated user")
+    servers = {e.node for e in trace.entries if "-srv" in e.node}
+    assert user_server(spec, home, user) in servers
+    assert {s.split("-")[0] for s in servers} == {f"s{home}", f"s{where}"}  # 4
+
+
+async def _originate(
+    spec: Spec, running: RunningDeployment, ue: UserEquipment, home: int, where: int, target: int
+) -> None:
+    receiver = running.clients[f"ue-{target}-{HOME_USER}"]
+    before = len(receiver.inbox)
+    response = await ue.send(f"sip:{HOME_USER}@{domain(target)}", b"from abroad")
+    status, shown = expected_origination(spec, home, where, target)
+    assert response.status == status, (home, where, target)
+    event(f"originated {status} {shown}")
+    if status != 200:
+        return
+    assert len(receiver.inbox) == before + 1  # 7
+    sender = parse_sip_uri(str(receiver.inbox[-1].from_.uri))
+    if shown == "mc-service-id":
+        assert sender.aor == ue.user
+    else:
+        assert sender.host == domain(where) and (sender.user or "").startswith("t-")
+
+
 def _check_registry(
-    running: object, spec: Spec, current: dict[tuple[int, str], int | None]
+    running: RunningDeployment, spec: Spec, current: dict[tuple[int, str], int | None]
 ) -> None:
     for i in range(1, spec.systems + 1):
-        records = {
-            r.mc_service_id: r.partner_system for r in running.servers[f"s{i}-server"].store.all()
-        }  # type: ignore[attr-defined]
-        expected = {
-            f"sip:{u}@{domain(i)}": domain(p)
-            for (h, u), p in current.items()
-            if h == i and p is not None
-        }
-        assert records == expected  # 3
+        for k in range(spec.servers[i]):
+            store = running.servers[server_name(i, k)].store
+            records = {r.mc_service_id: r.partner_system for r in store.all()}
+            expected = {
+                f"sip:{u}@{domain(i)}": domain(p)
+                for (h, u), p in current.items()
+                if h == i and p is not None and spec.home_server[(h, u)] == k
+            }
+            assert records == expected  # 3
 
 
 def _check_responses_return(trace: Trace) -> None:
@@ -284,7 +411,7 @@ def _check_responses_return(trace: Trace) -> None:
             )
     for entry in trace.entries:
         m = entry.message
-        if isinstance(m, Response):
+        if not isinstance(m, Request):
             sent = requests.get((m.call_id, m.cseq.seq, m.cseq.method))
             if sent is not None:  # 2: back to where the request came from
                 assert (entry.destination.host, entry.destination.port) == (
@@ -293,12 +420,33 @@ def _check_responses_return(trace: Trace) -> None:
                 )
 
 
+def _system_of(host: str) -> int | None:
+    """The system an address belongs to: its inside range or its gateways' externals."""
+    _, _, c, d = (int(x) for x in host.split("."))
+    if 31 <= c <= 35:
+        return c - 30
+    if c in (28, 29):
+        return d
+    return None
+
+
 def _check_hiding(trace: Trace, spec: Spec) -> None:
     for entry in trace.entries:
-        if entry.source.host.startswith("127.0.29.") and entry.destination.host.startswith(
-            "127.0.29."
-        ):
-            sender = int(entry.source.host.rsplit(".", 1)[1])
-            wire = entry.wire
-            assert inside(sender).encode() not in wire  # 5
-            assert f"s{sender}-server".encode() not in wire
+        sender = _system_of(entry.source.host)
+        receiver = _system_of(entry.destination.host)
+        if sender is None or receiver in (None, sender) or not spec.gateway_of[sender]:
+            continue  # inside a system, or to a client
+        assert entry.source.host.startswith(("127.0.28.", "127.0.29.")), entry  # 5
+        assert inside(sender).encode() not in entry.wire
+        assert f"s{sender}-srv".encode() not in entry.wire
+        assert f"s{sender}-gw".encode() not in entry.wire
+
+
+def _check_gateways_carry_their_peers(trace: Trace, spec: Spec) -> None:
+    for entry in trace.entries:
+        if "-gw" not in entry.node or not isinstance(entry.message, Request):
+            continue
+        i, g = int(entry.node[1 : entry.node.index("-")]), int(entry.node.rsplit("gw", 1)[1])
+        receiver = _system_of(entry.destination.host)
+        if receiver is not None and receiver != i:
+            assert spec.gateway_of[i].get(receiver) == g, entry  # 6

@@ -191,3 +191,100 @@ def test_a_key_that_is_not_a_name_is_a_profile_error(tmp_path: Path) -> None:
     path.write_text(text.replace("kid: primary-idms-demo", "kid: primary-idms-demo\n      5060: x"))
     with pytest.raises(ProfileError, match="key 5060 is not a name"):
         load_deployment(path)
+
+
+def _write_deployed(tmp_path: Path, mutate) -> Path:  # type: ignore[no-untyped-def]
+    data = yaml.safe_load((PROFILES / "deployed.yaml").read_text())
+    mutate(data)
+    path = tmp_path / "bad.yaml"
+    (tmp_path / "keys").mkdir(exist_ok=True)
+    for key in (PROFILES / "keys").glob("*"):
+        (tmp_path / "keys" / key.name).write_bytes(key.read_bytes())
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _serves(system: int, server: int, **serves: object):  # type: ignore[no-untyped-def]
+    return lambda d: d["systems"][system]["servers"][server].update(serves=serves)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "where", "what"),
+    [
+        (_serves(0, 1, names=["alice"]), "systems[0].servers", "both serve alice"),
+        (
+            _serves(0, 1, names=["carol", "erin"], ranges=["u400000-u999999"]),
+            "systems[0].servers",
+            "both serve u400000",
+        ),
+        (
+            _serves(0, 1, names=["carol", "erin"], ranges=["u500001-u999999"]),
+            "systems[0].servers",
+            "no server serves the user u500000",
+        ),
+        (_serves(0, 1, names=["carol"], patterns=["u*"]), "systems[0].servers", "both serve u"),
+        (_serves(0, 1, patterns=["e*r"]), "systems[0].servers[1].serves.patterns[0]", "prefix"),
+        (
+            lambda d: d["systems"][0]["servers"][1].pop("serves"),
+            "systems[0].servers[1]",
+            "each says which users it serves",
+        ),
+        (
+            lambda d: d["systems"][0]["gateways"][1].update(
+                peers=["partner.example", "partner2.example"]
+            ),
+            "systems[0].gateways",
+            "both interface to partner.example",
+        ),
+        (
+            lambda d: d["systems"][0]["gateways"][1].update(peers=["elsewhere.example"]),
+            "systems[0].peers[1].domain",
+            "no gateway interfaces to partner2.example",
+        ),
+        (
+            lambda d: d["systems"][0]["gateways"][0]["peers"].append("elsewhere.example"),
+            "systems[0].gateways",
+            "elsewhere.example, which is not in peers",
+        ),
+        (
+            lambda d: d["systems"][0].update(gateway=d["systems"][0]["gateways"][0]),
+            "systems[0]",
+            "give gateway (one, for every peer) or gateways",
+        ),
+        (
+            lambda d: d["systems"][1].pop("temporary_ids"),
+            "systems[1]",
+            "needs temporary_ids.keys",
+        ),
+        (
+            lambda d: d["systems"][1].update(temporary_ids={"keys": ["keys/primary-idms.pem"]}),
+            "systems[1].temporary_ids.keys[0]",
+            "base64",
+        ),
+        (
+            lambda d: d["systems"][0]["peers"][0].update(sources=["no-such-host.invalid"]),
+            "systems[0].peers[0].sources[0]",
+            "cannot resolve",
+        ),
+    ],
+)
+def test_deployed_systems_errors(tmp_path: Path, mutate, where: str, what: str) -> None:  # type: ignore[no-untyped-def]
+    path = _write_deployed(tmp_path, mutate)
+    with pytest.raises(ProfileError) as info:
+        load_deployment(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: {where}:"), message
+    assert what in message
+
+
+def test_deployed_profile_loads_servers_gateways_and_sources() -> None:
+    d = load_deployment(PROFILES / "deployed.yaml")
+    primary, partner = d.system("primary.example"), d.system("partner.example")
+    assert primary is not None and partner is not None
+    assert [s.name for s in primary.servers] == ["primary-a", "primary-b"]
+    assert primary.server_for("u499999").name == "primary-a"  # type: ignore[union-attr]
+    assert primary.server_for("u500000").name == "primary-b"  # type: ignore[union-attr]
+    assert primary.gateway_for("partner2.example").name == "primary-gw2"  # type: ignore[union-attr]
+    peer = primary.peer("partner.example")
+    assert peer is not None and peer.addresses == ("127.0.2.10", "127.0.2.11")
+    assert not partner.gateways and partner.temporary_ids is not None
