@@ -1,4 +1,9 @@
-"""``mcmig demo``: the two-system demo, every outcome, and a ladder of alice's flow."""
+"""``mcmig demo``: a deployment's every outcome, who answered it, and a ladder of alice's flow.
+
+Migration cases run on any profile with primary.example and partner.example;
+cases for a second partner and for traffic (calls and data, migrated users
+originating) run when the profile has the systems and clients they name.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +11,20 @@ import argparse
 import asyncio
 import logging
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from mcmig.capture import ladder
-from mcmig.capture.trace import Trace
+from mcmig.capture.trace import Trace, TraceEntry
 from mcmig.commands.common import EXIT_OK, EXIT_SIP_FAILURE, load
 from mcmig.commands.migrate import migrate_once, token_for
 from mcmig.errors import UsageError
 from mcmig.mc.tokens import IdmsKey, generate_private_key, issue_token
 from mcmig.node.runtime import SipNode
-from mcmig.nodes.client import MigrationOutcome
-from mcmig.nodes.deployment import start_deployment
+from mcmig.nodes.deployment import RunningDeployment, start_deployment
 from mcmig.profiles import Deployment
+from mcmig.sip.peer import TransportAddress
 
 PRIMARY, PARTNER = "primary.example", "partner.example"
 CLIENT_ADDRESS = ("127.0.2.100", 5062)  # alice's UE in the partner system
@@ -30,6 +36,17 @@ class Case:
     user: str
     expect: tuple[int, str | None]
     forged: bool = False
+    partner: str = PARTNER
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """Data or a call from a client of the profile to an MC service ID."""
+
+    title: str
+    sender: str  # a client's name in the profile
+    target: str  # an MC service ID, or "temporary-id" of what the sender last heard
+    kind: str = "data"  # or "call"
 
 
 CASES = [
@@ -49,6 +66,24 @@ CASES = [
     Case(
         "forged access token", "sip:erin@primary.example", (403, "invalid-credentials"), forged=True
     ),
+    Case(
+        "erin may migrate to partner2",
+        "sip:erin@primary.example",
+        (200, None),
+        partner="partner2.example",
+    ),
+]
+
+TRAFFIC = [
+    Traffic("alice refreshes her stay", "alice-ue", "", "migrate"),
+    Traffic("alice, abroad, to home", "alice-ue", "sip:bob@primary.example"),
+    Traffic("alice to a partner user", "alice-ue", "sip:dave@partner.example"),
+    Traffic("alice to a third system", "alice-ue", "sip:gina@partner2.example"),
+    Traffic("alice calls home", "alice-ue", "sip:bob@primary.example", "call"),
+    Traffic("alice calls a third system", "alice-ue", "sip:gina@partner2.example", "call"),
+    Traffic("home to migrated alice", "bob-ue", "sip:alice@primary.example"),
+    Traffic("third system calls alice", "gina-ue", "sip:alice@primary.example", "call"),
+    Traffic("reply to her temporary id", "dave-ue", "temporary-id"),
 ]
 
 
@@ -63,25 +98,38 @@ def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     demo.set_defaults(func=run_demo)
 
 
-def _profile_steps(arrows: int) -> tuple[list[str] | None, dict[int, str] | None]:
+# PROFILE step numbers of alice's arrows, by how many there are: gateways on both
+# sides, on the primary's side only, on the partner's side only, on neither.
+STEPS = {
+    8: ["1", "3", "4", "5", "8", "9", "10", "11"],
+    6: ["1", "3", "5", "8", "9", "11"],
+    4: ["1", "3", "8", "11"],
+}
+
+
+def _profile_steps(
+    entries: list[TraceEntry], name_of: Callable[[TransportAddress], str]
+) -> tuple[list[str] | None, dict[int, str] | None]:
     """PROFILE step numbers for alice's arrows; the checks are steps 2, 6 and 7."""
-    if arrows == 8:  # with gateways
-        return (
-            ["1", "3", "4", "5", "8", "9", "10", "11"],
-            {
-                0: "(2) partner-server: token, general and specific checks; temporary identity",
-                3: "(6) primary-server: user and partner checks  (7) record committed",
-            },
-        )
-    if arrows == 4:  # servers talk directly
-        return (
-            ["1", "3", "8", "11"],
-            {
-                0: "(2) partner-server: token, general and specific checks; temporary identity",
-                1: "(6) primary-server: user and partner checks  (7) record committed",
-            },
-        )
-    return None, None  # retransmissions or provisionals: plain numbering
+    steps = STEPS.get(len(entries))
+    if steps is None:
+        return None, None  # retransmissions or provisionals: plain numbering
+    partner = name_of(entries[0].destination)
+    primary_arrow = len(entries) // 2 - 1  # the last request, to the primary server
+    primary = name_of(entries[primary_arrow].destination)
+    return steps, {
+        0: f"(2) {partner}: token, general and specific checks; temporary identity",
+        primary_arrow: f"(6) {primary}: user and partner checks  (7) record committed",
+    }
+
+
+def lifelines(entries: list[TraceEntry], name_of: Callable[[TransportAddress], str]) -> list[str]:
+    """The nodes of a flow, in the order they first take part."""
+    names: dict[str, None] = {}
+    for entry in entries:
+        names.setdefault(name_of(entry.source))
+        names.setdefault(name_of(entry.destination))
+    return list(names)
 
 
 def forged_token(deployment: Deployment, user: str) -> str:
@@ -93,10 +141,12 @@ def forged_token(deployment: Deployment, user: str) -> str:
     return issue_token(key, system.domain, user)
 
 
-async def demo(
-    deployment: Deployment,
-) -> tuple[list[tuple[Case, MigrationOutcome, str | None]], str]:
-    results = []
+Outcome = tuple[str, str, tuple[int, str | None], tuple[int, str | None], str | None]
+
+
+async def demo(deployment: Deployment) -> tuple[list[Outcome], str]:
+    """Rows of (case, who, expected, got, answered by), and alice's ladder."""
+    results: list[Outcome] = []
     with tempfile.TemporaryDirectory(prefix="mcmig-demo-") as state:
         running = await start_deployment(deployment, Path(state))
         client = SipNode("client", *CLIENT_ADDRESS)
@@ -108,34 +158,64 @@ async def demo(
             for node in running.nodes:
                 trace.watch(node, node.name.split("/")[0])
             for case in CASES:
+                if deployment.system(case.partner) is None:
+                    continue
                 trace.clear()
                 token = (
                     forged_token(deployment, case.user)
                     if case.forged
-                    else token_for(deployment, PARTNER, case.user)
+                    else token_for(deployment, case.partner, case.user)
                 )
-                outcome = await migrate_once(deployment, case.user, PARTNER, token, client)
-                status = outcome.status
-                results.append((case, outcome, trace.originator(status)))
+                outcome = await migrate_once(deployment, case.user, case.partner, token, client)
+                got = (outcome.status, outcome.cause)
+                results.append((case.title, case.user, case.expect, got, trace.originator(got[0])))
                 if case.user.startswith("sip:alice@"):
-                    lifelines = [
-                        "client",
-                        "partner-server",
-                        "partner-gw",
-                        "primary-gw",
-                        "primary-server",
-                    ]
-                    present = [name for name in lifelines if name in trace.names.values()]
+                    entries = list(trace.entries)
                     alice_flow = ladder.render(
-                        list(trace.entries),
-                        present,
+                        entries,
+                        lifelines(entries, trace.name_of),
                         trace.name_of,
-                        *_profile_steps(len(trace.entries)),
+                        *_profile_steps(entries, trace.name_of),
                     )
+            results += await traffic(running, trace)
         finally:
             await client.stop()
             await running.stop()
     return results, alice_flow
+
+
+async def traffic(running: RunningDeployment, trace: Trace) -> list[Outcome]:
+    """The TRAFFIC cases whose clients the profile has; each should end in 200."""
+    clients = running.clients
+    if not {t.sender for t in TRAFFIC} <= set(clients):
+        return []
+    for name in clients:
+        trace.watch(clients[name].node, name)
+    results: list[Outcome] = []
+    for case in TRAFFIC:
+        ue = clients[case.sender]
+        trace.clear()
+        target = case.target
+        if target == "temporary-id":
+            target = str(ue.inbox[-1].from_.uri) if ue.inbox else "sip:nobody@partner.example"
+        if case.kind == "migrate":
+            outcome = await ue.migrate(PARTNER)
+            got: tuple[int, str | None] = (outcome.status, outcome.cause)
+            target = PARTNER
+        elif case.kind == "call":
+            got = ((await ue.call(target, hold=0.2)).status, None)
+        else:
+            got = ((await ue.send(target, case.title.encode())).status, None)
+        route = f"{_short(ue.user)} -> {_short(target)}"
+        results.append((case.title, route, (200, None), got, trace.originator(200)))
+    return results
+
+
+def _short(uri: str) -> str:
+    """``bob@primary`` for sip:bob@primary.example; a temporary identity cut short."""
+    user, _, host = uri.removeprefix("sip:").rpartition("@")
+    user = f"{user[:6]}..." if user.startswith("t-") else user
+    return f"{user}@{host.split('.')[0]}" if user else host
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -148,14 +228,13 @@ def run_demo(args: argparse.Namespace) -> int:
             raise UsageError(f"the demo needs systems {PRIMARY} and {PARTNER}")
     results, flow = asyncio.run(demo(deployment))
     print(f"mcmig demo: deployment {deployment.name} ({args.profile})\n")
-    print(f"{'case':<32}{'user':<30}{'outcome':<44}answered by")
+    print(f"{'case':<30}{'user':<36}{'outcome':<34}answered by")
     ok = True
-    for case, outcome, who in results:
-        got = (outcome.status, outcome.cause)
-        ok &= got == case.expect
-        text = f"{outcome.status} {outcome.cause or outcome.reason}"
-        mark = "" if got == case.expect else f"   (expected {case.expect[0]} {case.expect[1]})"
-        print(f"{case.title:<32}{case.user:<30}{text:<44}{who or '-'}{mark}")
+    for title, user, expect, got, who in results:
+        ok &= got == expect
+        text = f"{got[0]} {got[1] or ('OK' if got[0] == 200 else '')}".rstrip()
+        mark = "" if got == expect else f"   (expected {expect[0]} {expect[1] or ''})"
+        print(f"{title:<30}{user:<36}{text:<34}{who or '-'}{mark}")
     print("\nalice's migration, step by step (PROFILE section 2, steps 1 to 11):\n")
     print(flow)
     return EXIT_OK if ok else EXIT_SIP_FAILURE

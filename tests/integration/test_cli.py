@@ -221,6 +221,22 @@ def test_demo_runs_and_every_case_matches_the_profile() -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_demo_of_systems_as_deployed_shows_who_answered_each_case() -> None:
+    result = mcmig("demo", "--profile", "sip_profiles/deployed.yaml", timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    table = result.stdout.split("\n\n")[1].splitlines()[1:]
+    rows = {line[:30].strip(): line.split()[-1] for line in table}
+    assert rows["alice may migrate"] == "primary-a"
+    assert rows["erin may migrate to partner2"] == "primary-b"
+    assert rows["unknown user"] == "primary-gw1"
+    assert rows["alice to a third system"] == "gina-ue"
+    assert rows["third system calls alice"] == "alice-ue"
+    assert rows["reply to her temporary id"] == "alice-ue"
+    # the gateway on the primary's side only: steps 1, 3, 5, 8, 9, 11
+    assert "(5) MESSAGE" in result.stdout and "(4) MESSAGE" not in result.stdout
+    assert "Traceback" not in result.stderr
+
+
 def test_client_send_release(tmp_path: Path) -> None:
     up = Mcmig("up", "sip_profiles/demo3.yaml", "--state-dir", str(tmp_path))
     try:
