@@ -147,3 +147,70 @@ def test_nobody_sends_in_a_visitors_name_from_elsewhere(lab: Lab) -> None:
         )
     )
     assert response.status == 404
+
+
+def test_visitors_of_a_partner_with_a_gateway_and_two_servers_survive_its_restart(
+    tmp_path: Path,
+) -> None:
+    """partner2.example with two servers behind its gateway: data to each visitor's
+    temporary identity reaches the server holding the stay, before and after every
+    node (the gateway included) restarts, with nothing but the profile's key to go by."""
+    import dataclasses
+
+    from mcmig.mc.policy import UserSelector
+    from mcmig.nodes.topology import entry_server
+    from mcmig.profiles import load_deployment
+    from mcmig.profiles.model import HostPort, ServerProfile, TemporaryIdKeys
+    from mcmig.sip.message import Request
+    from mcmig.sip.peer import TransportAddress
+    from mcmig.sip.responses import make_response
+    from tests.support.tools import ROOT
+
+    deployment = load_deployment(ROOT / PROFILE)
+    partner2 = deployment.system("partner2.example")
+    assert partner2 is not None
+    servers = (
+        ServerProfile(
+            "partner2-a", HostPort("127.0.3.10", 5060), UserSelector(frozenset({"gina"}))
+        ),
+        ServerProfile("partner2-b", HostPort("127.0.3.11", 5060), UserSelector(prefixes=("h",))),
+    )
+    partner2 = dataclasses.replace(
+        partner2, servers=servers, temporary_ids=TemporaryIdKeys((b"\x07" * 32,))
+    )
+    systems = tuple(partner2 if s.domain == partner2.domain else s for s in deployment.systems)
+    deployment = dataclasses.replace(deployment, systems=systems)
+    # users whose clients pick each of the two servers
+    users: dict[str, str] = {}
+    for n in range(100):
+        user = f"sip:u{n:06d}@primary.example"
+        users.setdefault(entry_server(partner2, parse_sip_uri(user)).name, user)
+    assert set(users) == {"partner2-a", "partner2-b"}
+
+    lab = Lab(deployment, tmp_path, client_host="127.0.3.200")
+    got: list[str] = []
+
+    async def take(request: Request, source: TransportAddress) -> object:
+        got.append(str(request.uri))
+        return make_response(request, 200)
+
+    lab.client.handlers["MESSAGE"] = take  # type: ignore[assignment]
+    lab.start()
+    try:
+        for user in users.values():
+            assert lab.migrate(user, partner="partner2.example").status == 200
+        for restarted in (False, True):
+            if restarted:
+                lab.stop()
+                lab.start()
+            bob = ue(lab, "bob-ue")
+            for user in users.values():
+                before = len(got)
+                assert lab.run(bob.send(user, b"after" if restarted else b"before")).status == 200
+                assert len(got) == before + 1
+        assert lab.running is not None
+        for name, user in users.items():
+            held = {b.mc_service_id for b in lab.running.servers[name].visitors.all()}
+            assert user in held
+    finally:
+        lab.close()

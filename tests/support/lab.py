@@ -12,8 +12,10 @@ from mcmig.commands.migrate import token_for
 from mcmig.node.runtime import SipNode
 from mcmig.nodes.client import McClient, MigrationOutcome
 from mcmig.nodes.deployment import RunningDeployment, start_deployment
+from mcmig.nodes.topology import entry_server
 from mcmig.profiles import Deployment, load_deployment
 from mcmig.sip.timers import TimerConfig
+from mcmig.sip.uri import parse_sip_uri
 from mcmig.transport.base import TransportConfig
 from tests.support.tools import ROOT
 
@@ -75,11 +77,10 @@ class Lab:
         assert system is not None
         self.trace.clear()
         client = McClient(self.client, user)
+        server = entry_server(system, parse_sip_uri(user))
         return self.run(
             client.migrate(
-                system.migration_psi,
-                system.servers[0].listen.address(),
-                token or self.token(user, partner),
+                system.migration_psi, server.listen.address(), token or self.token(user, partner)
             )
         )
 
