@@ -214,3 +214,41 @@ def test_visitors_of_a_partner_with_a_gateway_and_two_servers_survive_its_restar
             assert user in held
     finally:
         lab.close()
+
+
+def test_a_user_of_the_system_without_gateways_migrates_to_one_with(tmp_path: Path) -> None:
+    """The other way round: dave's primary (partner.example) has no gateways, his
+    partner (partner2.example) has one. Migration, then data and a call to him."""
+    import dataclasses
+
+    from mcmig.mc.policy import PrimaryPolicy, UserRule, UserSelector, VisitorPolicy
+    from mcmig.profiles import load_deployment
+    from tests.support.tools import ROOT
+
+    deployment = load_deployment(ROOT / PROFILE)
+    systems = []
+    for s in deployment.systems:
+        if s.domain == "partner.example":
+            rule = UserRule(UserSelector(frozenset({"dave", "frank"})), frozenset({"*"}))
+            s = dataclasses.replace(s, users=PrimaryPolicy((rule,)))
+        if s.domain == "partner2.example":
+            accepts = frozenset({"primary.example", "partner.example"})
+            s = dataclasses.replace(s, visitors=VisitorPolicy(accept_systems=accepts))
+        systems.append(s)
+    lab = Lab(dataclasses.replace(deployment, systems=tuple(systems)), tmp_path)
+    lab.start()
+    try:
+        dave, alice = ue(lab, "dave-ue"), ue(lab, "alice-ue")
+        outcome = lab.run(dave.migrate("partner2.example"))
+        assert outcome.status == 200
+        assert lab.trace.originator(200) == "partner-a"  # dave's own server
+        record = lab.registry("partner-a")
+        assert [r.partner_system for r in record] == ["partner2.example"]
+        before = len(dave.inbox)
+        assert lab.run(alice.send("sip:dave@partner.example", b"hello")).status == 200
+        assert len(dave.inbox) == before + 1
+        assert lab.run(alice.call("sip:dave@partner.example", hold=0.1)).status == 200
+        # and dave, abroad, sends home through partner2's gateway
+        assert lab.run(dave.send("sip:frank@partner.example", b"hi")).status == 480
+    finally:
+        lab.close()
