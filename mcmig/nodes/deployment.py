@@ -15,8 +15,9 @@ from mcmig.nodes.gateway import McGateway
 from mcmig.nodes.server import McServer
 from mcmig.nodes.ue import UserEquipment
 from mcmig.profiles.keys import idms_key
-from mcmig.profiles.model import Deployment, HostPort
-from mcmig.registry import SqliteMigrationStore, SqliteVisitorStore
+from mcmig.profiles.model import Deployment, HostPort, SystemProfile
+from mcmig.registry import Registry, SqliteRegistry
+from mcmig.registry.postgresql import PostgresRegistry, RegistrySetupError
 from mcmig.sip.timers import TimerConfig
 from mcmig.transport.base import TransportConfig, format_hostport
 from mcmig.transport.memory import MemoryNetwork
@@ -48,11 +49,22 @@ class RunningDeployment:
         for node in self.nodes:
             await node.stop()
         for server in self.servers.values():
-            server.close()
+            await server.close()
 
 
 class NodeStartError(OSError):
     """A node could not take its address; the text names the address and the node."""
+
+
+async def open_registry(system: SystemProfile, path: Path, server: str) -> Registry:
+    """The server's registry: its SQLite file, or the system's PostgreSQL database."""
+    if system.registry.engine == "sqlite":
+        return SqliteRegistry(path)
+    assert system.registry.dsn is not None
+    try:
+        return await PostgresRegistry.open(system.registry.dsn)
+    except RegistrySetupError as exc:
+        raise NodeStartError(f"{server} registry: {exc}") from None
 
 
 async def start_node(node: SipNode) -> None:
@@ -112,9 +124,9 @@ async def start_deployment(
                     continue
                 node = node_at(server.name, server.listen)
                 path = registry_path(state_dir, server.name)
-                store, visitors = SqliteMigrationStore(path), SqliteVisitorStore(path)
+                registry = await open_registry(system, path, server.name)
                 running.servers[server.name] = McServer(
-                    node, system, server, store, verifier, visitors, clock
+                    node, system, server, registry, verifier, clock
                 )
                 if watch_server is not None:
                     watch_server(server.name, running.servers[server.name], path)

@@ -14,7 +14,7 @@ from mcmig.mc.causes import Cause
 from mcmig.nodes.topology import SystemTopology
 from mcmig.nodes.trust import canonical_host
 from mcmig.profiles.model import ServerProfile, SystemProfile
-from mcmig.registry import MigrationStore, SqliteVisitorStore, VisitorBinding
+from mcmig.registry import Registry, VisitorBinding
 from mcmig.sip.peer import TransportAddress
 from mcmig.sip.uri import SipUri, parse_sip_uri
 
@@ -56,15 +56,13 @@ class UserLocator:
     def __init__(
         self,
         system: SystemProfile,
-        store: MigrationStore,
-        visitors: SqliteVisitorStore,
+        registry: Registry,
         server: ServerProfile | None = None,
     ) -> None:
         self.system = system
         self.topology = SystemTopology(system)
         self.server = server or system.servers[0]
-        self.store = store
-        self.visitors = visitors
+        self.registry = registry
 
     def next_hop(self, domain: str, partner_address: str | None = None) -> TransportAddress | None:
         """Toward another MC system: the gateway that interfaces to it, or the peer
@@ -79,28 +77,28 @@ class UserLocator:
         owner = self.topology.server_for(uri)
         return None if owner is None or owner.name == self.server.name else owner
 
-    def originator(self, from_uri: SipUri, source: TransportAddress) -> VisitorBinding | None:
+    async def originator(self, from_uri: SipUri, source: TransportAddress) -> VisitorBinding | None:
         """The user served here (a visitor, or an own user at home) who sent a request
         from ``source`` as ``from_uri``: the claim is checked against the contact its
         migration bound, so that nobody sends in a user's name from elsewhere."""
-        binding = self.visitors.by_user(from_uri.aor)
+        binding = await self.registry.visitor(from_uri.aor)
         if binding is None or binding.contact is None:
             return None
         contact = contact_address(binding.contact)
         same_host = canonical_host(contact.host) == canonical_host(source.host)
         return binding if same_host and contact.port == source.port else None
 
-    def originate(self, uri: SipUri, origin: VisitorBinding) -> Decision:
+    async def originate(self, uri: SipUri, origin: VisitorBinding) -> Decision:
         """Where a request from a user served here goes (PROFILE 4.2): to this
         system's users as any request does, to other systems by their next hop."""
         if uri.host.lower() == self.system.domain:
-            return self.locate(uri)
+            return await self.locate(uri)
         hop = self.next_hop(uri.host.lower())
         if hop is None or uri.user is None:
             return Refuse(Cause.UNKNOWN_MC_SYSTEM, f"no route to {uri.host}")
         return Forward(uri, hop, leaves_system=True)
 
-    def locate(self, uri: SipUri) -> Decision:
+    async def locate(self, uri: SipUri) -> Decision:
         if uri.host.lower() != self.system.domain or uri.user is None:
             return Refuse(Cause.UNKNOWN_USER, "not a user of this system")
         owner = self.sibling(uri)
@@ -108,7 +106,7 @@ class UserLocator:
             return Forward(uri, owner.listen.address(), leaves_system=False)
         aor = f"sip:{uri.user}@{self.system.domain}"
         if self.system.users.is_user(uri.user):
-            record = self.store.get(aor)
+            record = await self.registry.record(aor)
             if record is not None:
                 if self.system.call_mode == "redirect" and record.temporary_id is not None:
                     return Redirect(record.temporary_id)
@@ -117,7 +115,7 @@ class UserLocator:
                 if hop is None:
                     return Refuse(Cause.USER_NOT_REACHABLE, "no route to the partner system")
                 return Forward(target, hop, leaves_system=True)
-        binding = self.visitors.by_temporary_id(aor)
+        binding = await self.registry.visitor_by_temporary_id(aor)
         if binding is not None and binding.contact is not None:
             contact = parse_sip_uri(binding.contact)
             return Forward(contact, contact_address(binding.contact), leaves_system=False)

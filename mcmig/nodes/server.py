@@ -7,7 +7,7 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from mcmig.mc.body import (
     CONTENT_TYPE,
@@ -29,14 +29,12 @@ from mcmig.nodes.routing import Decision, Forward, Redirect, Refuse, UserLocator
 from mcmig.nodes.trust import Border, claims_refusal
 from mcmig.profiles.model import ServerProfile, SystemProfile
 from mcmig.registry import (
-    GroupCommit,
-    MigrationChange,
     MigrationEnd,
-    MigrationOutcome,
     MigrationRecord,
-    MigrationStore,
+    Registry,
+    RegistryUnavailable,
     SqliteMigrationStore,
-    SqliteVisitorStore,
+    SqliteRegistry,
     TemporaryIdTaken,
     VisitorBinding,
     VisitorRegister,
@@ -51,8 +49,24 @@ from mcmig.sip.uri import SipUri, parse_sip_uri
 # Seconds between two looks for stays whose lifetime ran out.
 EXPIRY_INTERVAL = 1.0
 
+# Seconds a client is told to wait while the registry cannot be reached.
+REGISTRY_RETRY_AFTER = 5
+
 # All that a client or peer learns of why its access token was refused (PROFILE 2.5).
 TOKEN_REFUSED = "access token refused"
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def in_task(handler: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
+    """``handler``, each call run in an asyncio task of its own."""
+
+    async def run(*args: P.args, **kwargs: P.kwargs) -> T:
+        return await asyncio.ensure_future(handler(*args, **kwargs))
+
+    return run
 
 
 class McServer:
@@ -61,9 +75,8 @@ class McServer:
         node: SipNode,
         system: SystemProfile,
         profile: ServerProfile,
-        store: MigrationStore,
+        registry: Registry,
         verifier: TokenVerifier,
-        visitors: SqliteVisitorStore,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.node = node
@@ -71,22 +84,10 @@ class McServer:
         self.expiry_interval = EXPIRY_INTERVAL
         self.system = system
         self.profile = profile
-        self.store = store
+        self.registry = registry
         self.verifier = verifier
-        # bindings and releases are written in order by one writer thread,
-        # batched like the primary's records (and durable before the 200)
-        self.visitors = VisitorRegister(visitors)
-        self.locator = UserLocator(system, store, visitors, profile)
+        self.locator = UserLocator(system, registry, profile)
         self.border = Border(system)
-        # Commits run in writer threads: an fsync in the event loop held up
-        # every message while it lasted (py-spy: 66% of the primary's samples).
-        # Records and ends of stays go the same way, in order: a delete on the
-        # loop's connection had to wait for SQLite's write lock while a batch synced.
-        self.commits: GroupCommit[MigrationChange, MigrationOutcome] | None = (
-            GroupCommit(store.change_many, in_thread=True)
-            if isinstance(store, SqliteMigrationStore)
-            else None
-        )
         self.psi = parse_sip_uri(system.migration_psi)
         self._tasks: set[asyncio.Task[None]] = set()
         self.releases = ReleaseSender(node, system.migration_psi, system.timeouts.server)
@@ -104,19 +105,34 @@ class McServer:
         # Told of each migration request answered: (role, response, seconds taken).
         self.on_migration: Callable[[str, Response, float], None] | None = None
         self._spawn(self._end_expired_stays())
-        node.handlers["MESSAGE"] = self.on_message
-        node.invite_handler = self.on_invite
+        if isinstance(registry, SqliteRegistry):
+            node.handlers["MESSAGE"] = self.on_message
+            node.invite_handler = self.on_invite
+        else:
+            # The node drives handlers inline, without a task, for speed; asyncpg's
+            # timeouts need one, so each request gets a task of its own here.
+            node.handlers["MESSAGE"] = in_task(self.on_message)
+            node.invite_handler = in_task(self.on_invite)
         shed_like_the_profile(node, system.public_name)
 
-    def close(self) -> None:
+    async def close(self) -> None:
         """Drop the releases not sent yet, let the commits in flight finish, then
-        close the registry files."""
+        close the registry."""
         for task in list(self._tasks):
             task.cancel()
-        if self.commits is not None:
-            self.commits.close()
-        self.visitors.close()
-        self.store.close()
+        await self.registry.close()
+
+    @property
+    def store(self) -> SqliteMigrationStore:
+        """The SQLite engine's records, for tools and tests that read them directly."""
+        assert isinstance(self.registry, SqliteRegistry)
+        return self.registry.store
+
+    @property
+    def visitors(self) -> VisitorRegister:
+        """The SQLite engine's visitor bindings, for tools and tests."""
+        assert isinstance(self.registry, SqliteRegistry)
+        return self.registry.visitor_register
 
     @property
     def agent(self) -> str:
@@ -132,6 +148,23 @@ class McServer:
         return failure_response(request, Cause.INVALID_CREDENTIALS, TOKEN_REFUSED, self.agent)
 
     async def on_message(self, request: Request, source: TransportAddress) -> Response:
+        try:
+            return await self._on_message(request, source)
+        except RegistryUnavailable as exc:
+            return self.registry_unavailable(request, exc)
+
+    def registry_unavailable(self, request: Request, exc: RegistryUnavailable) -> Response:
+        """Never a 200 that was not recorded: 503 until the registry is back."""
+        self.node.log.warning("registry unavailable: %s", exc)
+        return failure_response(
+            request,
+            Cause.OVERLOADED,
+            "registry unavailable",
+            self.agent,
+            [("Retry-After", str(REGISTRY_RETRY_AFTER))],
+        )
+
+    async def _on_message(self, request: Request, source: TransportAddress) -> Response:
         if not isinstance(request.uri, SipUri):
             return make_response(request, 416)
         if request.content_type != CONTENT_TYPE:
@@ -271,7 +304,7 @@ class McServer:
             return self.fail(
                 request, Cause.USER_NOT_PERMITTED_BY_PARTNER, f"{user} is not accepted"
             )
-        previous = self.visitors.by_user(user)
+        previous = await self.registry.visitor(user)
         # A retry after a 504 keeps the failed attempt's temporary identity: copies of
         # that attempt may still reach the primary after this one, and identical
         # requests are idempotent there, where another identity would replace ours.
@@ -281,7 +314,7 @@ class McServer:
             or self.attempt_ends.pending_identity(user)
             or self.allocate_temporary_id()
         )
-        holder = self.visitors.by_temporary_id(temporary_id)
+        holder = await self.registry.visitor_by_temporary_id(temporary_id)
         if holder is not None and holder.mc_service_id != user:
             # Only a token can name a temporary ID in use: the IdMS's fault, not a rebinding.
             self.node.log.warning("token gives %s, held by another visitor", temporary_id)
@@ -320,7 +353,7 @@ class McServer:
             now = self.clock()
             expires = min(float(claims["exp"]), now + self.system.visitors.max_stay)
             try:
-                await self.visitors.bind(VisitorBinding(temporary_id, user, contact, now, expires))
+                await self.registry.bind(VisitorBinding(temporary_id, user, contact, now, expires))
             except TemporaryIdTaken as exc:
                 # Taken between the check above and the commit: the primary recorded
                 # a stay we cannot hold, so it is ended there, as a release does.
@@ -352,7 +385,7 @@ class McServer:
 
     async def visitor_leaves(self, request: Request, body: MigrationRelease) -> Response:
         """PROFILE 3: the client ends its stay; we drop it and tell its primary."""
-        binding = await self.visitors.release(body.mc_service_id)
+        binding = await self.registry.release(body.mc_service_id)
         if binding is None:
             return make_response(request, 200)  # already gone: same answer
         self.node.log.info("%s left (was %s)", body.mc_service_id, binding.temporary_id)
@@ -370,7 +403,7 @@ class McServer:
     async def partner_release(self, request: Request, body: MigrationRelease) -> Response:
         """The primary ended a stay here (the user moved on or went home)."""
         assert isinstance(request.uri, SipUri)
-        binding = await self.visitors.release(body.mc_service_id, request.uri.aor)
+        binding = await self.registry.release(body.mc_service_id, request.uri.aor)
         if binding is not None:
             self.node.log.info("released %s (%s)", binding.mc_service_id, binding.temporary_id)
         return make_response(request, 200)
@@ -395,13 +428,10 @@ class McServer:
             )
         record = new_record(user, body.partner_system, body.partner_address, body.temporary_id)
         # committed before the 200 (PROFILE 2.4), in a group commit under load
-        if self.commits is None:
-            stored, previous = self.store.put(record)
-        else:
-            outcome = await self.commits.put(record)
-            assert isinstance(outcome, tuple)
-            stored, previous = outcome
-        await self.visitors.release(user)  # no longer at home
+        outcome = await self.registry.change(record)
+        assert isinstance(outcome, tuple)
+        stored, previous = outcome
+        await self.registry.release(user)  # no longer at home
         if previous is not None and not previous.same_migration(stored):
             self.node.log.info(
                 "%s moved from %s to %s", user, previous.partner_system, stored.partner_system
@@ -411,13 +441,9 @@ class McServer:
         return make_response(request, 200)
 
     async def end_stay(self, end: MigrationEnd) -> MigrationRecord | None:
-        """Delete the user's record if it still names that stay; durable on return.
-        Through the writer thread, in order with the records, when there is one."""
-        if self.commits is None:
-            return self.store.delete_if_partner(
-                end.mc_service_id, end.partner_system, end.temporary_id
-            )
-        deleted = await self.commits.put(end)
+        """Delete the user's record if it still names that stay; durable on return,
+        in order with the records."""
+        deleted = await self.registry.change(end)
         assert not isinstance(deleted, tuple)
         return deleted
 
@@ -443,7 +469,7 @@ class McServer:
         uri = parse_sip_uri(user)
         if not self.system.users.is_user(uri.user or ""):
             return self.fail(request, Cause.UNKNOWN_USER, f"{user} is not a user here")
-        previous = self.store.get(user)
+        previous = await self.registry.record(user)
         if previous is not None and await self.end_stay(
             MigrationEnd(user, previous.partner_system, previous.temporary_id)
         ):
@@ -451,7 +477,7 @@ class McServer:
         contact = (
             str(request.contacts[0].uri) if request.contacts else self._source_contact(request)
         )
-        await self.visitors.bind(VisitorBinding(user, user, contact, time.time()))
+        await self.registry.bind(VisitorBinding(user, user, contact, time.time()))
         self.node.log.info("%s is home", user)
         return make_response(request, 200)
 
@@ -482,10 +508,10 @@ class McServer:
                 self.node.log.exception("ending expired stays failed")
 
     async def _end_stays_expired_by(self, now: float) -> None:
-        for binding in self.visitors.expired(now):
+        for binding in await self.registry.expired(now):
             user, temporary_id = binding.mc_service_id, binding.temporary_id
             # Only the stay with this lifetime: a refresh made meanwhile stays.
-            if await self.visitors.release(user, temporary_id, binding.expires) is None:
+            if await self.registry.release(user, temporary_id, binding.expires) is None:
                 continue
             self.node.log.info("stay of %s (%s) expired", user, temporary_id)
             self._spawn(self.end_at_primary(user, temporary_id))
@@ -502,33 +528,39 @@ class McServer:
         return task
 
     # -- traffic to users: PROFILE section 4 -------------------------------------------------
-    def route(self, request: Request, source: TransportAddress) -> Decision:
+    async def route(self, request: Request, source: TransportAddress) -> Decision:
         """Where a call or data goes: to a user of this system (PROFILE 4), or, from a
         user served here, to any system (4.2), the sender shown as 4.2 says."""
         assert isinstance(request.uri, SipUri)
         if request.uri.host.lower() == self.system.domain:
-            return self.locator.locate(request.uri)
-        from_uri = request.from_.uri
-        origin = self.locator.originator(from_uri, source) if isinstance(from_uri, SipUri) else None
+            return await self.locator.locate(request.uri)
+        origin = await self._originator(request, source)
         if origin is None:
             return Refuse(Cause.UNKNOWN_USER, "not a user of this system")
-        return self.locator.originate(request.uri, origin)
+        return await self.locator.originate(request.uri, origin)
 
-    def shown_as(self, request: Request, source: TransportAddress) -> str:
+    async def _originator(
+        self, request: Request, source: TransportAddress
+    ) -> VisitorBinding | None:
+        from_uri = request.from_.uri
+        if not isinstance(from_uri, SipUri):
+            return None
+        return await self.locator.originator(from_uri, source)
+
+    async def shown_as(self, request: Request, source: TransportAddress) -> str:
         """PROFILE 4.2: a visitor shows its MC service ID to its own primary system
         and its temporary identity to everyone else; anyone else shows its From."""
         assert isinstance(request.uri, SipUri)
-        from_uri = request.from_.uri
-        origin = self.locator.originator(from_uri, source) if isinstance(from_uri, SipUri) else None
+        origin = await self._originator(request, source)
         if origin is None or origin.temporary_id == origin.mc_service_id:
-            return str(from_uri)
+            return str(request.from_.uri)
         if request.uri.host.lower() == system_domain(origin.mc_service_id):
             return origin.mc_service_id
         return origin.temporary_id
 
     async def deliver(self, request: Request, source: TransportAddress) -> Response:
         """Data (a MESSAGE of any other content type): on, redirected or refused."""
-        decision = self.route(request, source)
+        decision = await self.route(request, source)
         if isinstance(decision, Redirect):
             return make_response(request, 302, headers=[("Contact", f"<{decision.contact}>")])
         if not isinstance(decision, Forward):
@@ -536,7 +568,7 @@ class McServer:
         hops = too_many_hops(request)
         if hops is not None:
             return hops
-        onward = self._onward(request, decision.target, self.shown_as(request, source))
+        onward = self._onward(request, decision.target, await self.shown_as(request, source))
         return await forward(
             self.node,
             request,
@@ -552,7 +584,15 @@ class McServer:
         if not isinstance(request.uri, SipUri):
             handle.respond(handle.response(416))
             return
-        decision = self.route(request, handle.source)
+        try:
+            decision = await self.route(request, handle.source)
+            shown = await self.shown_as(request, handle.source)
+        except RegistryUnavailable as exc:
+            self.node.log.warning("registry unavailable: %s", exc)
+            headers, body = failure_headers(Cause.OVERLOADED, "registry unavailable", self.agent)
+            retry = ("Retry-After", str(REGISTRY_RETRY_AFTER))
+            handle.respond(handle.response(503, [*headers, retry], body))
+            return
         if isinstance(decision, Redirect):
             handle.respond(handle.response(302, [("Contact", f"<{decision.contact}>")]))
             return
@@ -563,7 +603,7 @@ class McServer:
         if request.max_forwards == 0:
             handle.respond(handle.response(483))
             return
-        leg_b = self._onward(request, decision.target, self.shown_as(request, handle.source))
+        leg_b = self._onward(request, decision.target, shown)
         await relay_invite(
             self.node,
             self.node,

@@ -28,6 +28,7 @@ from mcmig.profiles.model import (
     HostPort,
     IdmsProfile,
     Peer,
+    RegistryProfile,
     ServerProfile,
     SystemProfile,
     TemporaryIdKeys,
@@ -164,6 +165,7 @@ def _system(node: _Node, base: Path) -> SystemProfile:
         "gateways",
         "peers",
         "temporary_ids",
+        "registry",
         "users",
         "visitors",
         "timeouts",
@@ -244,6 +246,7 @@ def _system(node: _Node, base: Path) -> SystemProfile:
         visitors=visitors,
         timeouts=timeouts,
         temporary_ids=_temporary_ids(node, base, servers, visitors),
+        registry=_registry(node),
     )
 
 
@@ -397,6 +400,24 @@ def _temporary_ids(
     if len(set(ids)) != len(ids):
         t.fail("two keys share a key id; make a new key", "keys")
     return TemporaryIdKeys(tuple(keys))
+
+
+def _registry(node: _Node) -> RegistryProfile:
+    if "registry" not in node.data:
+        return RegistryProfile()
+    r = node.child("registry")
+    r.only("engine", "dsn")
+    engine = r.get("engine", str, "sqlite")
+    if engine not in ("sqlite", "postgresql"):
+        r.fail("must be sqlite or postgresql", "engine")
+    if engine == "sqlite":
+        if "dsn" in r.data:
+            r.fail("sqlite keeps a file per server in the state folder: no dsn", "dsn")
+        return RegistryProfile()
+    dsn = r.get("dsn", str)
+    if not dsn.startswith(("postgresql://", "postgres://")):
+        r.fail("a PostgreSQL URI: postgresql://user@host:port/database", "dsn")
+    return RegistryProfile(engine, dsn)
 
 
 def _tokens(node: _Node) -> TokenRules:

@@ -95,6 +95,14 @@ class TokenRules:
 
 
 @dataclass(frozen=True)
+class RegistryProfile:
+    """Where a system's servers keep their records and visitor stays."""
+
+    engine: str = "sqlite"  # one file per server, in the state folder; or "postgresql"
+    dsn: str | None = None  # postgresql: one database per system, shared by its servers
+
+
+@dataclass(frozen=True)
 class TemporaryIdKeys:
     """AEAD keys that seal, inside each temporary identity, which server holds the
     visitor's stay (PROFILE 1). The first key seals; every key opens, so a key can
@@ -132,6 +140,7 @@ class SystemProfile:
     call_max_duration: float = 4 * 3600.0
     tokens: TokenRules = field(default_factory=TokenRules)
     temporary_ids: TemporaryIdKeys | None = None
+    registry: RegistryProfile = field(default_factory=RegistryProfile)
 
     def gateway_for(self, domain: str) -> GatewayProfile | None:
         """The gateway that interfaces to the peer system ``domain``, if any."""

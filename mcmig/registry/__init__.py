@@ -1,7 +1,9 @@
-"""The registries of MC service servers: one store interface (records.py), the
-SQLite engine (sqlite.py), group commit (group_commit.py) and the partner's
-visitor register (visitors.py)."""
+"""The registries of MC service servers: what they hold (records.py), the
+interface a server uses (engine.py) and its engines, SQLite (sqlite.py, with
+group commit in group_commit.py and the partner's visitor register in
+visitors.py) and PostgreSQL (postgresql.py)."""
 
+from mcmig.registry.engine import Registry, RegistryUnavailable, SqliteRegistry
 from mcmig.registry.group_commit import GroupCommit
 from mcmig.registry.records import (
     MigrationChange,
@@ -27,7 +29,10 @@ __all__ = [
     "MigrationOutcome",
     "MigrationRecord",
     "MigrationStore",
+    "Registry",
+    "RegistryUnavailable",
     "SqliteMigrationStore",
+    "SqliteRegistry",
     "SqliteVisitorStore",
     "Stored",
     "TemporaryIdTaken",
