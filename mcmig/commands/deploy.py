@@ -26,6 +26,7 @@ from mcmig.node.service import (
 from mcmig.nodes.deployment import RunningDeployment, start_deployment
 from mcmig.observe.hep import HepSender
 from mcmig.observe.metrics import DeploymentMetrics, MetricsEndpoint
+from mcmig.profiles import Deployment
 from mcmig.transport.base import TransportConfig, split_hostport
 
 _CONFIG = TransportConfig()
@@ -138,6 +139,27 @@ def capture_path(given: str, deployment: str) -> Path:
     return path
 
 
+def pool_instructions(deployment: Deployment, state_dir: Path) -> list[str]:
+    """For each server pool: its dispatcher list, written to the state folder, and
+    the Kamailio command that puts the pool's address in front of its instances."""
+    lines = []
+    for system in deployment.systems:
+        for server in system.servers:
+            if not server.instances:
+                continue
+            folder = state_dir / f"{server.name}-kamailio"
+            folder.mkdir(parents=True, exist_ok=True)
+            listing = folder / "dispatcher.list"
+            listing.write_text("".join(f"1 {a.uri}\n" for a in server.instances))
+            lines.append(
+                f"pool {server.name}: start its dispatcher with: kamailio -f "
+                f"kamailio/server-pool.cfg -DD -E -Y {folder} "
+                f"-A LISTEN=udp:{server.listen} -A LISTEN_TCP=tcp:{server.listen} "
+                f"-A 'DISPATCHER_LIST=\"{listing}\"'"
+            )
+    return lines
+
+
 def run_up(args: argparse.Namespace) -> int:
     deployment = load(args.profile)
     state_dir = state_dir_of(args, deployment)
@@ -188,6 +210,8 @@ def run_up(args: argparse.Namespace) -> int:
                     watch_server=None if metrics is None else metrics.watch_server,
                 )
             )
+            for line in pool_instructions(deployment, state_dir):
+                print(line, flush=True)
             pacers.append(tune_garbage_collector())
             shed_late_requests(running[0].nodes, args.max_queue_delay / 1000)
             nodes = ", ".join(f"{n.name} {n.address}" for n in running[0].nodes)

@@ -120,18 +120,19 @@ async def start_deployment(
                 clock=clock,
             )
             for server in system.servers:
-                if only is not None and server.name not in only:
-                    continue
-                node = node_at(server.name, server.listen)
-                path = registry_path(state_dir, server.name)
-                registry = await open_registry(system, path, server.name)
-                running.servers[server.name] = McServer(
-                    node, system, server, registry, verifier, clock
-                )
-                if watch_server is not None:
-                    watch_server(server.name, running.servers[server.name], path)
-                await start_node(node)
-                running.nodes.append(node)
+                for name, address in server.nodes():
+                    if only is not None and name not in only and server.name not in only:
+                        continue
+                    node = node_at(name, address)
+                    path = registry_path(state_dir, name)
+                    registry = await open_registry(system, path, name)
+                    running.servers[name] = McServer(
+                        node, system, server, registry, verifier, clock
+                    )
+                    if watch_server is not None:
+                        watch_server(name, running.servers[name], path)
+                    await start_node(node)
+                    running.nodes.append(node)
             for gw in system.gateways:
                 if only is not None and gw.name not in only:
                     continue

@@ -504,7 +504,9 @@ class McServer:
             await asyncio.sleep(self.expiry_interval)
             try:
                 await self._end_stays_expired_by(self.clock())
-            except Exception:  # our bug or a registry fault: log it, keep looking
+            except RegistryUnavailable as exc:
+                self.node.log.warning("ending expired stays later: registry unavailable: %s", exc)
+            except Exception:  # our bug: log it, keep looking
                 self.node.log.exception("ending expired stays failed")
 
     async def _end_stays_expired_by(self, now: float) -> None:

@@ -62,9 +62,11 @@ class Border:
 
     @cached_property
     def _server_addresses(self) -> frozenset[tuple[str, int]]:
-        return frozenset(
-            (canonical_host(s.listen.host), s.listen.port) for s in self.system.servers
-        )
+        # A pool's dispatcher relays from the pool's address; its instances send
+        # from their own.
+        addresses = [s.listen for s in self.system.servers]
+        addresses += [a for s in self.system.servers for a in s.instances]
+        return frozenset((canonical_host(a.host), a.port) for a in addresses)
 
     def from_own_server(self, source: TransportAddress) -> bool:
         """A server of this system sent it (over UDP it sends from the port it

@@ -232,6 +232,13 @@ def _system(node: _Node, base: Path) -> SystemProfile:
             c.fail("must be more than 0 seconds", "max_duration")
     users, visitors = _users(node), _visitors(node)
     _check_served(node, servers, users)
+    registry = _registry(node)
+    for i, server in enumerate(servers):
+        if server.instances and registry.engine != "postgresql":
+            node.fail(
+                "a pool's instances share the system's registry: needs registry.engine postgresql",
+                f"servers[{i}].instances",
+            )
     return SystemProfile(
         tokens=_tokens(node),
         call_mode=call_mode,
@@ -246,7 +253,7 @@ def _system(node: _Node, base: Path) -> SystemProfile:
         visitors=visitors,
         timeouts=timeouts,
         temporary_ids=_temporary_ids(node, base, servers, visitors),
-        registry=_registry(node),
+        registry=registry,
     )
 
 
@@ -275,9 +282,12 @@ def _resolve(node: _Node, host: str, key: str = "address") -> tuple[str, ...]:
 def _servers(node: _Node) -> tuple[ServerProfile, ...]:
     servers = []
     for s in node.items("servers"):
-        s.only("name", "listen", "serves")
+        s.only("name", "listen", "serves", "instances")
         serves = _selector(s.child("serves")) if "serves" in s.data else None
-        servers.append(ServerProfile(s.get("name", str), s.hostport("listen"), serves))
+        instances = tuple(
+            _hostport(s, "instances", i, v) for i, v in enumerate(s.strings("instances"))
+        )
+        servers.append(ServerProfile(s.get("name", str), s.hostport("listen"), serves, instances))
     if not servers:
         node.fail("a system needs at least one server", "servers")
     if len(servers) > 1:
@@ -285,6 +295,14 @@ def _servers(node: _Node) -> tuple[ServerProfile, ...]:
             if server.serves is None:
                 node.fail("with several servers, each says which users it serves", f"servers[{i}]")
     return tuple(servers)
+
+
+def _hostport(node: _Node, key: str, i: int, text: str) -> HostPort:
+    try:
+        host, port = split_hostport(text)
+    except ValueError as exc:
+        node.fail(str(exc), f"{key}[{i}]")
+    return HostPort(host, port)
 
 
 def _selector(node: _Node) -> UserSelector:
@@ -506,6 +524,7 @@ def _check_unique(top: _Node, deployment: Deployment) -> None:
     seen: dict[HostPort, str] = {c.listen: c.name for c in deployment.clients}
     for system in deployment.systems:
         addresses = [(s.name, s.listen) for s in system.servers]
+        addresses += [a for s in system.servers if s.instances for a in s.nodes()]
         for gateway in system.gateways:
             addresses += [(gateway.name, gateway.internal), (gateway.name, gateway.external)]
         for name, address in addresses:

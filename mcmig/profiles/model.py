@@ -37,6 +37,20 @@ class ServerProfile:
     # The system's users this server is the primary server of; None: all of them
     # (a system of one server).
     serves: UserSelector | None = None
+    # A pool: the instances' own addresses, behind a dispatcher (Kamailio) that
+    # listens on ``listen``; they share the system's PostgreSQL registry.
+    instances: tuple[HostPort, ...] = ()
+
+    def instance_names(self) -> list[str]:
+        """The nodes that run this server: itself, or each instance of its pool."""
+        if not self.instances:
+            return [self.name]
+        return [f"{self.name}-{i}" for i in range(1, len(self.instances) + 1)]
+
+    def nodes(self) -> list[tuple[str, HostPort]]:
+        if not self.instances:
+            return [(self.name, self.listen)]
+        return list(zip(self.instance_names(), self.instances, strict=True))
 
     def serves_user(self, user: str) -> bool:
         return self.serves is None or self.serves.matches(user)
@@ -190,7 +204,7 @@ class Deployment:
     def node_names(self) -> list[str]:
         names: list[str] = [c.name for c in self.clients]
         for system in self.systems:
-            names += [s.name for s in system.servers]
+            names += [n for s in system.servers for n in s.instance_names()]
             names += [g.name for g in system.gateways]
         return names
 
@@ -202,7 +216,8 @@ class Deployment:
 
         hosts = {c.listen.host for c in self.clients if wanted(c.name)}
         for system in self.systems:
-            hosts |= {s.listen.host for s in system.servers if wanted(s.name)}
+            for server in system.servers:
+                hosts |= {a.host for n, a in server.nodes() if wanted(n) or wanted(server.name)}
             for gateway in system.gateways:
                 if wanted(gateway.name):
                     hosts |= {gateway.internal.host, gateway.external.host}
@@ -211,6 +226,6 @@ class Deployment:
     def find_server(self, name: str) -> tuple[SystemProfile, ServerProfile] | None:
         for system in self.systems:
             for server in system.servers:
-                if server.name == name:
+                if name == server.name or name in server.instance_names():
                     return system, server
         return None

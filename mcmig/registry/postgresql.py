@@ -148,7 +148,15 @@ def _binding(row: Any) -> VisitorBinding:
 
 
 _BINDING_COLUMNS = "temporary_id, mc_service_id, contact, since, expires"
-_FAILURES = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+# Whatever a lost or refused connection raises; asyncpg's InternalClientError is
+# what a statement on a connection dropped mid-operation can raise.
+_FAILURES = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+)
 
 
 class PostgresRegistry:
