@@ -13,6 +13,7 @@ from typing import Any
 from mcmig import compiled
 from mcmig.bench import e2e as e2e_bench
 from mcmig.bench import parser as parser_bench
+from mcmig.bench import pool as pool_bench
 from mcmig.bench import registry as registry_bench
 from mcmig.bench import relay as relay_bench
 from mcmig.bench import soak as soak_bench
@@ -27,6 +28,7 @@ SUITES: dict[str, tuple[Callable[..., dict[str, Any]], Callable[[dict[str, Any]]
     "e2e": (e2e_bench.measure, e2e_bench.report),
     "relay": (relay_bench.measure, relay_bench.report),
     "soak": (soak_bench.measure, soak_bench.report),
+    "pool": (pool_bench.measure, pool_bench.report),
 }
 
 
@@ -41,7 +43,10 @@ def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "e2e (the demo deployment, one process per node, under a sweep of offered "
         "load: throughput, latency, CPU and RSS per node); relay (CPU per relayed "
         "MESSAGE: the mcmig gateway, Kamailio 5.6 and a do-nothing asyncio relay, "
-        "side by side); soak (150 migrations/s for 10 minutes: memory over time). "
+        "side by side); soak (150 migrations/s for 10 minutes: memory over time); "
+        "pool (the primary's registry on SQLite, on PostgreSQL, and pools of 1 and 2 "
+        "instances behind Kamailio's dispatcher, in one run; lookups at 1,000,000 "
+        "records on PostgreSQL). "
         "docs/performance.md has the latest figures.",
     )
     bench.add_argument(

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +37,11 @@ PROFILE = "sip_profiles/demo.yaml"
 CLIENTS = ("127.0.2.101", "127.0.2.102")
 
 
-def _start(name: str, state: Path, loop: str = "asyncio") -> subprocess.Popen[str]:
+def _start(
+    name: str, state: Path, loop: str = "asyncio", profile: str = PROFILE
+) -> subprocess.Popen[str]:
     return start_python(
-        *("mcmig.cli", "up", PROFILE, "--only", name),
+        *("mcmig.cli", "up", profile, "--only", name),
         *("--state-dir", str(state), "--loop", loop),
     )
 
@@ -80,12 +83,19 @@ class _SippClient:
     cores goes to the load."""
 
     def __init__(
-        self, index: int, host: str, first: int, count: int, rate: float, folder: Path
+        self,
+        index: int,
+        host: str,
+        first: int,
+        count: int,
+        rate: float,
+        folder: Path,
+        profile: str = PROFILE,
     ) -> None:
         self.folder = folder / f"sipp-{first}-{index}"
         self.folder.mkdir()
         self.count = count
-        deployment = load_deployment(ROOT / PROFILE)
+        deployment = load_deployment(ROOT / profile)
         partner = deployment.system("partner.example")
         assert partner is not None
         key = idms_key(partner)
@@ -141,15 +151,20 @@ def _step(
     procs: dict[str, subprocess.Popen[str]],
     folder: Path,
     client: str = "sipp",
+    profile: str = PROFILE,
+    others: dict[str, Callable[[], float]] | None = None,
 ) -> dict[str, Any]:
+    """One step of offered load. ``others``: CPU readers of processes that are not
+    nodes (PostgreSQL, Kamailio), counted in the CPU per migration too."""
     count = int(rate * duration / len(CLIENTS))
-    cpu_before = {n: cpu_seconds(p.pid) for n, p in procs.items()}
+    readers = {n: (lambda p=p: cpu_seconds(p.pid)) for n, p in procs.items()} | (others or {})
+    cpu_before = {n: read() for n, read in readers.items()}
     drops_before = udp_receive_buffer_drops()
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     timeout = duration * 10 + 120
     if client == "sipp":
         sipps = [
-            _SippClient(i, host, first + i * count, count, rate / len(CLIENTS), folder)
+            _SippClient(i, host, first + i * count, count, rate / len(CLIENTS), folder, profile)
             for i, host in enumerate(CLIENTS)
         ]
         results = [c.result(timeout) for c in sipps]
@@ -164,7 +179,7 @@ def _step(
             process.wait(timeout=timeout)
         results = [json.loads(out.read_text()) for out, _ in clients]
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu_after = {n: cpu_seconds(p.pid) for n, p in procs.items()}
+    cpu_after = {n: read() for n, read in readers.items()}
     drops = udp_receive_buffer_drops() - drops_before
     latencies = [x for r in results for x in r["latencies_ms"]]
     statuses: dict[str, int] = {}
@@ -205,11 +220,17 @@ def _step(
             - children_before.ru_utime
             - children_before.ru_stime
         ),
-        "cpu_s_per_1000": {n: (cpu_after[n] - cpu_before[n]) * 1000 / max(ok, 1) for n in procs},
+        "cpu_s_per_1000": {n: (cpu_after[n] - cpu_before[n]) * 1000 / max(ok, 1) for n in readers},
     }
 
 
 RECOVERY_PAUSE_S = 5.0
+
+
+def knee(steps: list[dict[str, Any]]) -> float:
+    """The highest rate carried with no failure and p99 under 50 ms."""
+    good = [s for s in steps if s["failed"] == 0 and s["latency_ms"]["p99"] < 50]
+    return float(max((s["achieved_per_s"] for s in good), default=0.0))
 
 
 def measure(quick: bool = False, loop: str = "asyncio", client: str = "sipp") -> dict[str, Any]:
@@ -236,7 +257,6 @@ def measure(quick: bool = False, loop: str = "asyncio", client: str = "sipp") ->
                 p.send_signal(signal.SIGTERM)
             for p in procs.values():
                 p.wait(timeout=20)
-    good = [s for s in steps if s["failed"] == 0 and s["latency_ms"]["p99"] < 50]
     return {
         "deployment": PROFILE,
         "processes": "one per node; 2 load-client processes, open loop: "
@@ -244,7 +264,7 @@ def measure(quick: bool = False, loop: str = "asyncio", client: str = "sipp") ->
         "event_loop": loop,
         "step_duration_s": duration,
         "steps": steps,
-        "knee_per_s": max((s["achieved_per_s"] for s in good), default=0.0),
+        "knee_per_s": knee(steps),
         "recovery": recovery,
         "peak_rss_mb": rss,
     }

@@ -210,8 +210,6 @@ def run_up(args: argparse.Namespace) -> int:
                     watch_server=None if metrics is None else metrics.watch_server,
                 )
             )
-            for line in pool_instructions(deployment, state_dir):
-                print(line, flush=True)
             pacers.append(tune_garbage_collector())
             shed_late_requests(running[0].nodes, args.max_queue_delay / 1000)
             nodes = ", ".join(f"{n.name} {n.address}" for n in running[0].nodes)
@@ -224,6 +222,8 @@ def run_up(args: argparse.Namespace) -> int:
                 + (f"; HEP to {args.hep[0]}:{args.hep[1]}" if senders else ""),
                 flush=True,
             )
+            for line in pool_instructions(deployment, state_dir):
+                print(line, flush=True)
 
         try:
             await until_signalled(started)

@@ -65,6 +65,8 @@ class TemporaryIdSealer:
             raw = base64.b32decode(text + "=" * (-len(text) % 8))
         except (binascii.Error, ValueError):
             return None
+        if base64.b32encode(raw).decode().rstrip("=") != text:
+            return None  # not in the one form we write (the last character's spare bits)
         aead = self._keys.get(raw[0]) if raw else None
         if aead is None or len(raw) != 1 + 12 + self.TAG_BYTES + self.SALT_BYTES + 16:
             return None

@@ -70,3 +70,21 @@ def test_relay_bench_quick(tmp_path: Path) -> None:
     busy = figures["mcmig_busy"]  # the gateway in one process, kept busy
     assert busy["transactions"] == 2000 and busy["failed"] == 0  # type: ignore[index]
     assert busy["cpu_us_per_transaction"] > 0  # type: ignore[index]
+
+
+@pytest.mark.interop
+def test_pool_bench_quick(tmp_path: Path) -> None:
+    require("sipp")
+    require("kamailio")
+    figures = bench("pool", tmp_path)
+    variants = {v["variant"]: v for v in figures["variants"]}  # type: ignore[attr-defined]
+    assert set(variants) == {"sqlite", "postgresql", "pool of 1", "pool of 2"}
+    for v in variants.values():
+        (step,) = v["steps"]
+        assert step["sent"] > 0 and step["accepted"] + step["failed"] == step["sent"]
+    # PostgreSQL's and Kamailio's processes are counted in the CPU per migration
+    assert "postgresql" in variants["postgresql"]["steps"][0]["cpu_s_per_1000"]
+    assert {"postgresql", "kamailio", "primary-server-2"} <= set(
+        variants["pool of 2"]["steps"][0]["cpu_s_per_1000"]
+    )
+    assert figures["lookups"]["records"] == 10_000  # type: ignore[index]

@@ -195,7 +195,7 @@ def test_stopping_with_calls_up_sends_bye_on_each_leg(demo3: Lab) -> None:
         for node in others:
             await node.stop()
         for server in demo3.running.servers.values():
-            server.close()
+            await server.close()
         demo3.running.nodes, demo3.running.servers = [ue.node], {}
         return str(outcome)
 

@@ -21,13 +21,13 @@ import asyncpg
 import pytest
 import yaml
 
+from mcmig.bench.postgres import PostgresCluster
 from mcmig.mc.tokens import issue_token
 from mcmig.node.runtime import SipNode
 from mcmig.nodes.client import McClient
 from mcmig.profiles import load_deployment
 from mcmig.profiles.keys import idms_key
 from mcmig.sip.peer import TransportAddress
-from tests.support.postgres import PostgresCluster
 from tests.support.tools import ROOT, require
 
 POOL = "127.0.1.10"  # Kamailio: the primary server's address in the profile

@@ -15,6 +15,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from mcmig.bench.postgres import PostgresCluster
 from mcmig.mc.policy import VisitorPolicy
 from mcmig.profiles import Deployment, load_deployment
 from mcmig.profiles.model import RegistryProfile
@@ -27,7 +28,6 @@ from mcmig.registry import (
 )
 from mcmig.registry.postgresql import SCHEMA_VERSION, PostgresRegistry, RegistrySetupError
 from tests.support.lab import Lab
-from tests.support.postgres import PostgresCluster
 from tests.support.tools import ROOT
 
 ALICE, ERIN = "sip:alice@primary.example", "sip:erin@primary.example"

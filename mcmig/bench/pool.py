@@ -1,0 +1,228 @@
+# ruff: noqa: E501 - tables read best unwrapped
+"""Scale-out, measured in one run: the demo deployment with the primary server's
+registry on SQLite, on PostgreSQL, and as a pool of 1 and of 2 instances behind
+Kamailio's dispatcher on PostgreSQL, each swept over offered load (SIPp clients,
+one process per node); CPU per migration counts PostgreSQL's and Kamailio's
+processes too. Then registry lookups at 1,000,000 records on PostgreSQL.
+
+The machine's speed drifts from day to day, so the figures to compare are the
+ratios taken in the same run: PostgreSQL's knee against SQLite's, two instances
+against one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mcmig.bench import ROOT
+from mcmig.bench.e2e import _start, _step, knee
+from mcmig.bench.postgres import PostgresCluster, tree_cpu_seconds
+from mcmig.registry import MigrationRecord
+from mcmig.registry.postgresql import PostgresRegistry
+
+DEMO = ROOT / "sip_profiles/demo.yaml"
+POOL_ADDRESS = "127.0.1.10:5060"  # the primary server's address: the dispatcher's, in a pool
+INSTANCES = ["127.0.1.11:5060", "127.0.1.12:5060"]
+OTHER_NODES = ["primary-gw", "partner-gw", "partner-server"]
+# (name, registry engine, instances behind the dispatcher; 0: no dispatcher)
+VARIANTS = [
+    ("sqlite", "sqlite", 0),
+    ("postgresql", "postgresql", 0),
+    ("pool of 1", "postgresql", 1),
+    ("pool of 2", "postgresql", 2),
+]
+
+
+def start_dispatcher(folder: Path, listen: str, instances: list[str]) -> subprocess.Popen[str]:
+    """kamailio/server-pool.cfg at ``listen`` in front of ``instances``; its output to a file."""
+    kamailio = shutil.which("kamailio")
+    if kamailio is None:
+        raise RuntimeError("kamailio is not installed (./scripts/setup installs it)")
+    folder.mkdir(parents=True, exist_ok=True)
+    listing = folder / "dispatcher.list"
+    listing.write_text("".join(f"1 sip:{a}\n" for a in instances))
+    with (folder / "kamailio.log").open("w") as log:
+        return subprocess.Popen(
+            [
+                kamailio,
+                *("-f", str(ROOT / "kamailio/server-pool.cfg"), "-DD", "-E", "-Y", str(folder)),
+                *("-A", f"LISTEN=udp:{listen}", "-A", f"LISTEN_TCP=tcp:{listen}"),
+                *("-A", f'DISPATCHER_LIST="{listing}"'),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+
+
+def _profile(folder: Path, engine: str, dsn: str | None, instances: int) -> Path:
+    data = yaml.safe_load(DEMO.read_text())
+    primary = data["systems"][0]
+    if engine == "postgresql":
+        primary["registry"] = {"engine": "postgresql", "dsn": dsn}
+    if instances:
+        primary["servers"][0]["instances"] = INSTANCES[:instances]
+    if not (folder / "keys").exists():
+        shutil.copytree(ROOT / "sip_profiles/keys", folder / "keys")
+    path = folder / f"{engine}-{instances}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _variant(
+    name: str,
+    engine: str,
+    instances: int,
+    cluster: PostgresCluster,
+    folder: Path,
+    rates: list[float],
+    duration: float,
+    first: int,
+) -> dict[str, Any]:
+    dsn = cluster.createdb(name.replace(" ", "_")) if engine == "postgresql" else None
+    profile = str(_profile(folder, engine, dsn, instances))
+    servers = [f"primary-server-{i}" for i in range(1, instances + 1)] or ["primary-server"]
+    state = folder / f"state-{name.replace(' ', '_')}"
+    procs = {n: _start(n, state, profile=profile) for n in [*servers, *OTHER_NODES]}
+    others: dict[str, Callable[[], float]] = {}
+    if engine == "postgresql":
+        others["postgresql"] = lambda: tree_cpu_seconds(cluster.postmaster)
+    dispatcher = None
+    if instances:
+        dispatcher = start_dispatcher(
+            folder / f"kamailio-{instances}", POOL_ADDRESS, INSTANCES[:instances]
+        )
+        others["kamailio"] = lambda: tree_cpu_seconds(dispatcher.pid)
+        time.sleep(2.5)  # its first OPTIONS probes find the instances
+    steps = []
+    try:
+        for rate in rates:
+            steps.append(_step(rate, duration, first, procs, folder, "sipp", profile, others))
+            first += int(rate * duration) + 10
+            time.sleep(0.5)
+    finally:
+        for p in procs.values():
+            p.send_signal(signal.SIGTERM)
+        for p in procs.values():
+            p.wait(timeout=20)
+        if dispatcher is not None:
+            dispatcher.send_signal(signal.SIGTERM)
+            dispatcher.wait(timeout=20)
+    best = knee(steps)
+    at_knee = next((s for s in steps if s["achieved_per_s"] == best), steps[0])
+    return {
+        "variant": name,
+        "steps": steps,
+        "knee_per_s": best,
+        "cpu_ms_per_migration_at_knee": sum(at_knee["cpu_s_per_1000"].values()),
+        "cpu_ms_per_migration_by_process": at_knee["cpu_s_per_1000"],
+    }
+
+
+async def _lookups(dsn: str, total: int) -> dict[str, float]:
+    registry = await PostgresRegistry.open(dsn)
+    try:
+        rows = [
+            (
+                f"sip:u{n:07d}@primary.example",
+                "partner.example",
+                "sip:127.0.9.2:5060",
+                f"sip:t-{n:08x}@partner.example",
+                1.0,
+            )
+            for n in range(total)
+        ]
+        start = time.perf_counter()
+        async with registry.pool.acquire() as c:
+            await c.copy_records_to_table("migration_records", records=rows)
+            await c.execute("ANALYZE migration_records")
+        loaded = time.perf_counter() - start
+        rng = random.Random(7)
+        times: list[float] = []
+        for _ in range(10_000):
+            key = f"sip:u{rng.randrange(total):07d}@primary.example"
+            t0 = time.perf_counter()
+            record = await registry.record(key)
+            times.append((time.perf_counter() - t0) * 1000)
+            assert isinstance(record, MigrationRecord)
+        times.sort()
+        return {
+            "records": total,
+            "load_s": loaded,
+            "lookup_p50_ms": times[len(times) // 2],
+            "lookup_p99_ms": times[int(0.99 * len(times))],
+        }
+    finally:
+        await registry.close()
+
+
+def measure(quick: bool = False) -> dict[str, Any]:
+    rates, duration = ([60.0], 1.0) if quick else ([150.0, 300.0, 450.0, 600.0, 750.0], 5.0)
+    cluster = PostgresCluster()
+    try:
+        with tempfile.TemporaryDirectory(prefix="mcmig-bench-pool-") as tmp:
+            folder = Path(tmp)
+            variants = []
+            for i, (name, engine, instances) in enumerate(VARIANTS):
+                variants.append(
+                    _variant(
+                        name, engine, instances, cluster, folder, rates, duration, 1_000_000 * i
+                    )
+                )
+        lookups = asyncio.run(_lookups(cluster.createdb("lookups"), 10_000 if quick else 1_000_000))
+    finally:
+        cluster.close()
+    by_name = {v["variant"]: v for v in variants}
+
+    def ratio(a: str, b: str) -> float:
+        return (
+            float(by_name[a]["knee_per_s"] / by_name[b]["knee_per_s"])
+            if by_name[b]["knee_per_s"]
+            else 0.0
+        )
+
+    return {
+        "deployment": "sip_profiles/demo.yaml, one process per node, 2 SIPp clients (open loop)",
+        "step_duration_s": duration,
+        "variants": variants,
+        "postgresql_over_sqlite": ratio("postgresql", "sqlite"),
+        "two_instances_over_one": ratio("pool of 2", "pool of 1"),
+        "lookups": lookups,
+    }
+
+
+def report(results: dict[str, Any]) -> str:
+    lines = [f"pools: {results['deployment']}; {results['step_duration_s']:g} s per step"]
+    lines.append(
+        f"{'variant':<12}{'offered/s':>10}{'achieved/s':>12}{'failed':>8}{'p99 ms':>9}  CPU ms per migration"
+    )
+    for v in results["variants"]:
+        for s in v["steps"]:
+            cpu = ", ".join(f"{n} {x:.2f}" for n, x in s["cpu_s_per_1000"].items())
+            lines.append(
+                f"{v['variant']:<12}{s['offered_per_s']:>10.0f}{s['achieved_per_s']:>12.0f}{s['failed']:>8}{s['latency_ms']['p99']:>9.1f}  {cpu}"
+            )
+    for v in results["variants"]:
+        lines.append(
+            f"{v['variant']:<12} knee (no failure, p99 < 50 ms) {v['knee_per_s']:.0f}/s; CPU {v['cpu_ms_per_migration_at_knee']:.2f} ms per migration in all"
+        )
+    lines.append(
+        f"knee ratios in this run: PostgreSQL / SQLite {results['postgresql_over_sqlite']:.2f} (target >= 0.80); 2 instances / 1 {results['two_instances_over_one']:.2f} (target > 1)"
+    )
+    lk = results["lookups"]
+    lines.append(
+        f"PostgreSQL lookups at {lk['records']:,} records: p50 {lk['lookup_p50_ms']:.3f} ms, p99 {lk['lookup_p99_ms']:.3f} ms (target p99 < 2 ms); loaded in {lk['load_s']:.1f} s"
+    )
+    return "\n".join(lines)
