@@ -178,7 +178,14 @@ def measure(quick: bool = False) -> dict[str, Any]:
             for i, (name, engine, instances) in enumerate(VARIANTS):
                 variants.append(
                     _variant(
-                        name, engine, instances, cluster, folder, rates, duration, 1_000_000 * i
+                        name,
+                        engine,
+                        instances,
+                        cluster,
+                        folder,
+                        rates,
+                        duration,
+                        200_000 * i,  # users u000000-u999999 of the demo
                     )
                 )
         lookups = asyncio.run(_lookups(cluster.createdb("lookups"), 10_000 if quick else 1_000_000))
