@@ -91,27 +91,35 @@ class _SippClient:
         rate: float,
         folder: Path,
         profile: str = PROFILE,
+        scenario: str = "migration_client.xml",
+        target: str | None = None,
     ) -> None:
+        """``scenario`` with ``count`` users from u<first> (migration_client.xml:
+        with tokens, to the partner server; foreign_gateway_uac.xml: with
+        temporary identities, to ``target``)."""
         self.folder = folder / f"sipp-{first}-{index}"
         self.folder.mkdir()
         self.count = count
         deployment = load_deployment(ROOT / profile)
         partner = deployment.system("partner.example")
         assert partner is not None
-        key = idms_key(partner)
-        users = [f"sip:u{n:06d}@primary.example" for n in range(first, first + count)]
+        numbers = range(first, first + count)
+        if scenario == "migration_client.xml":
+            key = idms_key(partner)
+            users = [f"sip:u{n:06d}@primary.example" for n in numbers]
+            rows = [f"{u};{issue_token(key, partner.domain, u)}" for u in users]
+        else:
+            rows = [f"u{n:06d};t-{n:08x}" for n in numbers]
         csv = self.folder / "users.csv"
-        csv.write_text(
-            "SEQUENTIAL\n" + "".join(f"{u};{issue_token(key, partner.domain, u)}\n" for u in users)
-        )
+        csv.write_text("SEQUENTIAL\n" + "".join(f"{row}\n" for row in rows))
         server = partner.servers[0].listen
         self.proc = start_sipp(
             [
-                *("-sf", str(ROOT / "sipp/migration_client.xml"), "-inf", str(csv)),
+                *("-sf", str(ROOT / "sipp" / scenario), "-inf", str(csv)),
                 *("-i", host, "-p", "5062", "-cp", str(8810 + index)),
                 *("-s", "migration", "-m", str(count), "-r", f"{rate:.0f}", "-l", "1000000"),
                 *("-trace_rtt", "-rtt_freq", "1", "-timeout", f"{count / rate * 10 + 60:.0f}s"),
-                f"{server.host}:{server.port}",
+                target or f"{server.host}:{server.port}",
             ],
             self.folder,
         )
@@ -153,6 +161,7 @@ def _step(
     client: str = "sipp",
     profile: str = PROFILE,
     others: dict[str, Callable[[], float]] | None = None,
+    direct: tuple[list[str], str] | None = None,
 ) -> dict[str, Any]:
     """One step of offered load. ``others``: CPU readers of processes that are not
     nodes (PostgreSQL, Kamailio), counted in the CPU per migration too."""
@@ -163,9 +172,24 @@ def _step(
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     timeout = duration * 10 + 120
     if client == "sipp":
+        # ``direct``: (the hosts SIPp sends from, the address it sends to) when it
+        # plays a gateway into the primary server itself
+        hosts, target = direct or (list(CLIENTS), None)
+        scenario = "foreign_gateway_uac.xml" if direct else "migration_client.xml"
+        count = int(rate * duration / len(hosts))
         sipps = [
-            _SippClient(i, host, first + i * count, count, rate / len(CLIENTS), folder, profile)
-            for i, host in enumerate(CLIENTS)
+            _SippClient(
+                i,
+                host,
+                first + i * count,
+                count,
+                rate / len(hosts),
+                folder,
+                profile,
+                scenario,
+                target,
+            )
+            for i, host in enumerate(hosts)
         ]
         results = [c.result(timeout) for c in sipps]
     else:

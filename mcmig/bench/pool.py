@@ -1,13 +1,19 @@
 # ruff: noqa: E501 - tables read best unwrapped
-"""Scale-out, measured in one run: the demo deployment with the primary server's
-registry on SQLite, on PostgreSQL, and as a pool of 1 and of 2 instances behind
-Kamailio's dispatcher on PostgreSQL, each swept over offered load (SIPp clients,
-one process per node); CPU per migration counts PostgreSQL's and Kamailio's
-processes too. Then registry lookups at 1,000,000 records on PostgreSQL.
+"""Scale-out, measured in one run:
 
-The machine's speed drifts from day to day, so the figures to compare are the
-ratios taken in the same run: PostgreSQL's knee against SQLite's, two instances
-against one.
+- the demo deployment (one process per node, SIPp clients) with the primary
+  server's registry on SQLite, then on PostgreSQL, swept over offered load;
+- the primary server as a pool of 1, then of 2 instances behind Kamailio's
+  dispatcher on PostgreSQL, loaded directly: SIPp plays the primary's gateway
+  (sipp/foreign_gateway_uac.xml from its internal address), so that the pool,
+  not the rest of the deployment sharing the machine's cores, is what is
+  measured;
+- registry lookups at 1,000,000 records on PostgreSQL.
+
+CPU per migration counts PostgreSQL's and Kamailio's process trees too. The
+machine's speed drifts from day to day, so the figures to compare are the
+ratios taken in the same run: PostgreSQL's knee against SQLite's, two
+instances against one.
 """
 
 from __future__ import annotations
@@ -34,8 +40,10 @@ from mcmig.registry.postgresql import PostgresRegistry
 DEMO = ROOT / "sip_profiles/demo.yaml"
 POOL_ADDRESS = "127.0.1.10:5060"  # the primary server's address: the dispatcher's, in a pool
 INSTANCES = ["127.0.1.11:5060", "127.0.1.12:5060"]
+GATEWAY_HOST = "127.0.1.1"  # primary-gw's internal side, where SIPp sends from for the pools
 OTHER_NODES = ["primary-gw", "partner-gw", "partner-server"]
-# (name, registry engine, instances behind the dispatcher; 0: no dispatcher)
+# (name, registry engine, instances behind the dispatcher; 0: no dispatcher and
+# the whole deployment; otherwise the pool alone, with SIPp as its gateway)
 VARIANTS = [
     ("sqlite", "sqlite", 0),
     ("postgresql", "postgresql", 0),
@@ -95,7 +103,8 @@ def _variant(
     profile = str(_profile(folder, engine, dsn, instances))
     servers = [f"primary-server-{i}" for i in range(1, instances + 1)] or ["primary-server"]
     state = folder / f"state-{name.replace(' ', '_')}"
-    procs = {n: _start(n, state, profile=profile) for n in [*servers, *OTHER_NODES]}
+    nodes = servers if instances else [*servers, *OTHER_NODES]
+    procs = {n: _start(n, state, profile=profile) for n in nodes}
     others: dict[str, Callable[[], float]] = {}
     if engine == "postgresql":
         others["postgresql"] = lambda: tree_cpu_seconds(cluster.postmaster)
@@ -109,7 +118,10 @@ def _variant(
     steps = []
     try:
         for rate in rates:
-            steps.append(_step(rate, duration, first, procs, folder, "sipp", profile, others))
+            direct = ([GATEWAY_HOST], POOL_ADDRESS) if instances else None
+            steps.append(
+                _step(rate, duration, first, procs, folder, "sipp", profile, others, direct)
+            )
             first += int(rate * duration) + 10
             time.sleep(0.5)
     finally:
@@ -169,7 +181,9 @@ async def _lookups(dsn: str, total: int) -> dict[str, float]:
 
 
 def measure(quick: bool = False) -> dict[str, Any]:
-    rates, duration = ([60.0], 1.0) if quick else ([150.0, 300.0, 450.0, 600.0, 750.0], 5.0)
+    duration = 1.0 if quick else 5.0
+    deployment_rates = [60.0] if quick else [100.0, 150.0, 200.0, 250.0, 300.0, 350.0, 400.0]
+    pool_rates = [60.0] if quick else [200.0, 400.0, 600.0, 800.0, 1000.0, 1200.0]
     cluster = PostgresCluster()
     try:
         with tempfile.TemporaryDirectory(prefix="mcmig-bench-pool-") as tmp:
@@ -183,7 +197,7 @@ def measure(quick: bool = False) -> dict[str, Any]:
                         instances,
                         cluster,
                         folder,
-                        rates,
+                        pool_rates if instances else deployment_rates,
                         duration,
                         200_000 * i,  # users u000000-u999999 of the demo
                     )
@@ -201,7 +215,7 @@ def measure(quick: bool = False) -> dict[str, Any]:
         )
 
     return {
-        "deployment": "sip_profiles/demo.yaml, one process per node, 2 SIPp clients (open loop)",
+        "deployment": "sip_profiles/demo.yaml, one process per node, SIPp clients (open loop); the pools alone, SIPp as their gateway",
         "step_duration_s": duration,
         "variants": variants,
         "postgresql_over_sqlite": ratio("postgresql", "sqlite"),

@@ -428,10 +428,7 @@ class McServer:
             )
         record = new_record(user, body.partner_system, body.partner_address, body.temporary_id)
         # committed before the 200 (PROFILE 2.4), in a group commit under load
-        outcome = await self.registry.change(record)
-        assert isinstance(outcome, tuple)
-        stored, previous = outcome
-        await self.registry.release(user)  # no longer at home
+        stored, previous = await self.registry.migrated(record)  # and no longer at home
         if previous is not None and not previous.same_migration(stored):
             self.node.log.info(
                 "%s moved from %s to %s", user, previous.partner_system, stored.partner_system

@@ -17,6 +17,7 @@ from mcmig.registry.records import (
     MigrationChange,
     MigrationOutcome,
     MigrationRecord,
+    Stored,
     VisitorBinding,
 )
 from mcmig.registry.sqlite import SqliteMigrationStore, SqliteVisitorStore
@@ -33,6 +34,11 @@ class Registry(Protocol):
     async def change(self, change: MigrationChange) -> MigrationOutcome:
         """Store a record (outcome: what is stored now, the record it replaced) or end
         a stay (outcome: the record deleted, or None when it no longer named it)."""
+        ...
+
+    async def migrated(self, record: MigrationRecord) -> Stored:
+        """PROFILE 2.4 at the primary: store ``record`` (as change) and end the user's
+        binding at home, durably, in that order."""
         ...
 
     async def records(self) -> list[MigrationRecord]: ...
@@ -78,6 +84,12 @@ class SqliteRegistry:
 
     async def change(self, change: MigrationChange) -> MigrationOutcome:
         return await self.commits.put(change)
+
+    async def migrated(self, record: MigrationRecord) -> Stored:
+        outcome = await self.commits.put(record)
+        assert isinstance(outcome, tuple)
+        await self.visitor_register.release(record.mc_service_id)
+        return outcome
 
     async def records(self) -> list[MigrationRecord]:
         return self.store.all()

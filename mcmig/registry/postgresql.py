@@ -29,6 +29,7 @@ from mcmig.registry.records import (
     MigrationEnd,
     MigrationOutcome,
     MigrationRecord,
+    Stored,
     TemporaryIdTaken,
     VisitorBinding,
 )
@@ -124,6 +125,18 @@ EXCEPTION WHEN unique_violation THEN
 END $$;
 """,
 }
+MIGRATIONS[2] = """
+-- A primary's record of a user who migrated, and the end of the user's binding
+-- at home, in one statement: one round trip per migration.
+CREATE FUNCTION mcmig_migrated(u text, p text, a text, t text, s double precision)
+RETURNS TABLE (role text, mc_service_id text, partner_system text,
+               partner_address text, temporary_id text, since double precision)
+LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM visitor_bindings b WHERE b.mc_service_id = u;
+    RETURN QUERY SELECT * FROM mcmig_put_record(u, p, a, t, s);
+END $$;
+"""
 SCHEMA_VERSION = max(MIGRATIONS)
 
 
@@ -214,6 +227,19 @@ class PostgresRegistry:
                 change.partner_address,
                 change.temporary_id,
                 change.since,
+            )
+        by_role = {row["role"]: _record(row) for row in rows}
+        return by_role["stored"], by_role.get("previous")
+
+    async def migrated(self, record: MigrationRecord) -> Stored:
+        async with self._connection() as c:
+            rows = await c.fetch(
+                "SELECT * FROM mcmig_migrated($1, $2, $3, $4, $5)",
+                record.mc_service_id,
+                record.partner_system,
+                record.partner_address,
+                record.temporary_id,
+                record.since,
             )
         by_role = {row["role"]: _record(row) for row in rows}
         return by_role["stored"], by_role.get("previous")
