@@ -187,7 +187,10 @@ class PostgresRegistry:
         except asyncpg.InvalidCatalogNameError as exc:
             raise RegistrySetupError(f"{exc} (create it: createdb)") from None
         except _FAILURES as exc:
-            raise RegistrySetupError(f"cannot reach PostgreSQL at {_safe(dsn)}: {exc}") from None
+            raise RegistrySetupError(
+                f"cannot reach PostgreSQL at {_safe(dsn)}: {exc} (start it, e.g. "
+                "pg_ctlcluster 15 main start; docs/scale-out.md)"
+            ) from None
         try:
             await migrate(pool)
         except BaseException:
