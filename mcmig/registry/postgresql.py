@@ -223,21 +223,16 @@ class PostgresRegistry:
                     change.temporary_id,
                 )
                 return None if row is None else _record(row)
-            rows = await c.fetch(
-                "SELECT * FROM mcmig_put_record($1, $2, $3, $4, $5)",
-                change.mc_service_id,
-                change.partner_system,
-                change.partner_address,
-                change.temporary_id,
-                change.since,
-            )
-        by_role = {row["role"]: _record(row) for row in rows}
-        return by_role["stored"], by_role.get("previous")
+        return await self._store("mcmig_put_record", change)
 
     async def migrated(self, record: MigrationRecord) -> Stored:
+        return await self._store("mcmig_migrated", record)
+
+    async def _store(self, function: str, record: MigrationRecord) -> Stored:
+        """A record through one of the schema's functions: (stored, replaced)."""
         async with self._connection() as c:
             rows = await c.fetch(
-                "SELECT * FROM mcmig_migrated($1, $2, $3, $4, $5)",
+                f"SELECT * FROM {function}($1, $2, $3, $4, $5)",
                 record.mc_service_id,
                 record.partner_system,
                 record.partner_address,

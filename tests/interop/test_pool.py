@@ -21,6 +21,7 @@ import asyncpg
 import pytest
 import yaml
 
+from mcmig.bench.pool import start_dispatcher
 from mcmig.bench.postgres import PostgresCluster
 from mcmig.mc.tokens import issue_token
 from mcmig.node.runtime import SipNode
@@ -28,7 +29,7 @@ from mcmig.nodes.client import McClient
 from mcmig.profiles import load_deployment
 from mcmig.profiles.keys import idms_key
 from mcmig.sip.peer import TransportAddress
-from tests.support.tools import ROOT, require
+from tests.support.tools import ROOT
 
 POOL = "127.0.1.10"  # Kamailio: the primary server's address in the profile
 INSTANCES = ["127.0.1.11:5060", "127.0.1.12:5060"]
@@ -90,22 +91,6 @@ def mcmig_up(profile: Path, state: Path, only: str) -> Process:
     )
 
 
-def kamailio(folder: Path) -> Process:
-    listing = folder / "dispatcher.list"
-    listing.write_text("".join(f"1 sip:{a}\n" for a in INSTANCES))
-    return Process(
-        [
-            require("kamailio"),
-            *("-f", str(ROOT / "kamailio/server-pool.cfg"), "-DD", "-E", "-Y", str(folder)),
-            *("-A", f"LISTEN=udp:{POOL}:5060", "-A", f"LISTEN_TCP=tcp:{POOL}:5060"),
-            *("-A", f'DISPATCHER_LIST="{listing}"'),
-        ],
-        folder / "kamailio.log",
-        None,
-        start_new_session=True,
-    )
-
-
 Pool = tuple[Path, str, dict[str, "Process"], PostgresCluster]
 
 
@@ -115,6 +100,7 @@ def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pool]:
     folder = tmp_path_factory.mktemp("pool")
     cluster = PostgresCluster()
     processes: dict[str, Process] = {}
+    dispatcher = None
     try:
         dsn = cluster.createdb("primary")
         data = yaml.safe_load((ROOT / "sip_profiles/demo.yaml").read_text())
@@ -126,8 +112,7 @@ def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pool]:
         profile.write_text(yaml.safe_dump(data))
         state = folder / "state"
         state.mkdir()
-        (folder / "kamailio").mkdir()
-        processes["kamailio"] = kamailio(folder / "kamailio")
+        dispatcher = start_dispatcher(folder / "kamailio", f"{POOL}:5060", INSTANCES)
         for name in ("primary-server-1", "primary-server-2"):
             processes[name] = mcmig_up(profile, state, name)
         processes["rest"] = mcmig_up(profile, state, "primary-gw,partner-gw,partner-server")
@@ -136,6 +121,9 @@ def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pool]:
     finally:
         for process in processes.values():
             process.stop()
+        if dispatcher is not None:
+            os.killpg(dispatcher.pid, signal.SIGTERM)
+            dispatcher.wait(timeout=10)
         cluster.close()
 
 

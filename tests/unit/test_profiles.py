@@ -52,12 +52,12 @@ def test_direct_profile_has_no_gateways() -> None:
     assert all(not s.gateways for s in d.systems)
 
 
-def _write(tmp_path: Path, mutate) -> Path:  # type: ignore[no-untyped-def]
-    data = yaml.safe_load((PROFILES / "demo.yaml").read_text())
+def _write(tmp_path: Path, mutate, profile: str = "demo.yaml") -> Path:  # type: ignore[no-untyped-def]
+    data = yaml.safe_load((PROFILES / profile).read_text())
     mutate(data)
     path = tmp_path / "bad.yaml"
     (tmp_path / "keys").mkdir(exist_ok=True)
-    for key in (PROFILES / "keys").glob("*.pem"):
+    for key in (PROFILES / "keys").glob("*"):
         (tmp_path / "keys" / key.name).write_bytes(key.read_bytes())
     path.write_text(yaml.safe_dump(data))
     return path
@@ -193,17 +193,6 @@ def test_a_key_that_is_not_a_name_is_a_profile_error(tmp_path: Path) -> None:
         load_deployment(path)
 
 
-def _write_deployed(tmp_path: Path, mutate) -> Path:  # type: ignore[no-untyped-def]
-    data = yaml.safe_load((PROFILES / "deployed.yaml").read_text())
-    mutate(data)
-    path = tmp_path / "bad.yaml"
-    (tmp_path / "keys").mkdir(exist_ok=True)
-    for key in (PROFILES / "keys").glob("*"):
-        (tmp_path / "keys" / key.name).write_bytes(key.read_bytes())
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
 def _serves(system: int, server: int, **serves: object):  # type: ignore[no-untyped-def]
     return lambda d: d["systems"][system]["servers"][server].update(serves=serves)
 
@@ -269,7 +258,7 @@ def _serves(system: int, server: int, **serves: object):  # type: ignore[no-unty
     ],
 )
 def test_deployed_systems_errors(tmp_path: Path, mutate, where: str, what: str) -> None:  # type: ignore[no-untyped-def]
-    path = _write_deployed(tmp_path, mutate)
+    path = _write(tmp_path, mutate, "deployed.yaml")
     with pytest.raises(ProfileError) as info:
         load_deployment(path)
     message = str(info.value)
