@@ -16,6 +16,7 @@ from mcmig.sip.errors import SipParseError
 from mcmig.sip.message import Request, Response
 from mcmig.sip.peer import TransportAddress, response_destination, stamp_received
 from mcmig.sip.responses import make_response
+from mcmig.sip.transaction_layer import server_transaction_key
 from mcmig.sip.uri import SipUri
 
 if TYPE_CHECKING:
@@ -23,6 +24,10 @@ if TYPE_CHECKING:
     from mcmig.transport.udp import UdpTransport
 
 SUPPORTED_EXTENSIONS: frozenset[str] = frozenset()
+# How long a request refused statelessly stays refused (Timer J for UDP, 64*T1),
+# and how many such requests are remembered at most.
+SHED_MEMORY_S = 32.0
+SHED_MEMORY_MAX = 65536
 # What a node with calls on handles besides its handlers' methods.
 CALL_METHODS = frozenset({"INVITE", "ACK", "BYE", "CANCEL", "INFO", "UPDATE"})
 
@@ -42,6 +47,9 @@ class Refusals(InviteUsage):
     public_name: str
     shed_body: bytes | None
     shed_content_type: str
+    # Server transaction keys of requests refused statelessly, and until when a
+    # copy of one gets the same refusal: see _shed_statelessly.
+    _shed_keys: dict[object, float]
     # Set by a node at a system's border: the refusal for a request from a sender
     # that may not talk to us at all, or None to let it in.
     gatekeeper: Gatekeeper | None
@@ -138,12 +146,29 @@ class Refusals(InviteUsage):
         does). INVITE keeps its transaction, for the ACK of its 503."""
         if request.method in ("INVITE", "ACK", "CANCEL") or request.to.tag is not None:
             return False
-        if not self._overloaded(request) or self.layer.has_server_transaction(request):
-            return False
+        # A copy of a request refused a moment ago (a retransmission, or a duplicate
+        # the network made) is refused again even if the load has dropped since:
+        # served, it would do the work its sender was told was not done.
+        key = server_transaction_key(request)
+        now = time.monotonic()
+        if self._shed_keys.get(key, 0.0) <= now:
+            if not self._overloaded(request) or self.layer.has_server_transaction(request):
+                return False
+            self._remember_shed(key, now)
         for observer in self.observers:
             observer("received", request, source, self._local(source.transport))
         self._send(self._shed(request), self._stateless_destination(request, source))
         return True
+
+    def _remember_shed(self, key: object, now: float) -> None:
+        keys = self._shed_keys
+        keys.pop(key, None)
+        keys[key] = now + SHED_MEMORY_S  # insertion order is expiry order
+        while keys:
+            oldest = next(iter(keys))
+            if keys[oldest] > now and len(keys) <= SHED_MEMORY_MAX:
+                break
+            del keys[oldest]
 
     @staticmethod
     def _stateless_destination(request: Request, source: TransportAddress) -> TransportAddress:

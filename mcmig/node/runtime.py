@@ -112,6 +112,7 @@ class SipNode(Refusals):
         self.public_name = "-"
         self.shed_body: bytes | None = None
         self.shed_content_type = "application/octet-stream"
+        self._shed_keys: dict[object, float] = {}
         self.gatekeeper: Gatekeeper | None = None
         # At a border: which remote addresses may hold TCP/TLS connections at all.
         self.connection_gate: ConnectionGate | None = None

@@ -582,3 +582,65 @@ def test_requests_left_queued_too_long_get_503_only_when_configured(enabled: str
             await node.stop()
 
     asyncio.run(main())
+
+
+def test_a_copy_of_a_shed_request_is_refused_again_after_the_load_drops() -> None:
+    """A request refused statelessly under overload stays refused: its
+    retransmission (or a duplicate the network made) that arrives once the load
+    has dropped gets the same 503, and the handler never runs for it. Otherwise
+    the sender, told 503, would not know the work was done (a migration recorded
+    at the primary that the client was told failed)."""
+    import socket
+
+    from mcmig.sip.responses import make_response
+
+    async def main() -> None:
+        release = asyncio.Event()
+        handled: list[str] = []
+
+        async def slow(request: Request, source: TransportAddress) -> Response:
+            handled.append(request.top_via.branch or "")
+            await release.wait()
+            return make_response(request, 200)
+
+        server = SipNode("busy", HOST, 0)
+        server.handlers["MESSAGE"] = slow
+        server.max_pending = 1
+        await server.start()
+        loop = asyncio.get_running_loop()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.5.3", 0))
+        sock.setblocking(False)
+        port = sock.getsockname()[1]
+
+        def message(branch: str) -> bytes:
+            return (
+                f"MESSAGE sip:x@busy.example SIP/2.0\r\n"
+                f"Via: SIP/2.0/UDP 127.0.5.3:{port};branch=z9hG4bK{branch}\r\n"
+                f"From: <sip:c@client.example>;tag=1\r\nTo: <sip:x@busy.example>\r\n"
+                f"Call-ID: {branch}@client\r\nCSeq: 1 MESSAGE\r\nMax-Forwards: 70\r\n"
+                f"Content-Length: 0\r\n\r\n"
+            ).encode()
+
+        async def ask(branch: str) -> int:
+            await loop.sock_sendto(sock, message(branch), (HOST, server.port))
+            while True:  # the final response to this branch (earlier answers may wait)
+                data = await asyncio.wait_for(loop.sock_recv(sock, 65535), 2)
+                status = int(data.split(b" ", 2)[1])
+                if status >= 200 and f"branch=z9hG4bK{branch}".encode() in data:
+                    return status
+
+        try:
+            await loop.sock_sendto(sock, message("held"), (HOST, server.port))
+            await asyncio.sleep(0.2)
+            assert await ask("shed") == 503  # one request in hand: the next is refused
+            release.set()
+            assert await ask("held") == 200  # the held one is answered
+            assert await ask("shed") == 503  # the copy of the refused one, refused again
+            assert await ask("fresh") == 200  # new work is served
+            assert handled == ["z9hG4bKheld", "z9hG4bKfresh"]
+        finally:
+            sock.close()
+            await server.stop()
+
+    asyncio.run(main())
