@@ -273,8 +273,8 @@ operations = st.builds(
 )
 
 
-# 60 generated deployments in ./scripts/test; HYPOTHESIS_PROFILE=long runs 500.
-EXAMPLES = 500 if os.environ.get("HYPOTHESIS_PROFILE") == "long" else 60
+# 40 generated deployments in ./scripts/test; HYPOTHESIS_PROFILE=long runs 500.
+EXAMPLES = 500 if os.environ.get("HYPOTHESIS_PROFILE") == "long" else 40
 
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
