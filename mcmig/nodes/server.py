@@ -155,14 +155,14 @@ class McServer:
 
     def registry_unavailable(self, request: Request, exc: RegistryUnavailable) -> Response:
         """Never a 200 that was not recorded: 503 until the registry is back."""
+        headers, body = self._unavailable(exc)
+        return make_response(request, 503, headers=headers, body=body)
+
+    def _unavailable(self, exc: RegistryUnavailable) -> tuple[list[tuple[str, str]], bytes]:
+        """The headers and cause body of a 503 while the registry cannot be reached."""
         self.node.log.warning("registry unavailable: %s", exc)
-        return failure_response(
-            request,
-            Cause.OVERLOADED,
-            "registry unavailable",
-            self.agent,
-            [("Retry-After", str(REGISTRY_RETRY_AFTER))],
-        )
+        headers, body = failure_headers(Cause.OVERLOADED, "registry unavailable", self.agent)
+        return [*headers, ("Retry-After", str(REGISTRY_RETRY_AFTER))], body
 
     async def _on_message(self, request: Request, source: TransportAddress) -> Response:
         if not isinstance(request.uri, SipUri):
@@ -246,20 +246,18 @@ class McServer:
             refusal = self._cross_system_refusal(body, source, own_user)
             if refusal is not None:
                 return self.fail(request, Cause.PEER_NOT_AUTHORIZED, refusal)
-        return await self.relay_inside(request, owner, self.system.timeouts.gateway_inbound)
-
-    async def relay_inside(
-        self, request: Request, owner: ServerProfile, timeout: float
-    ) -> Response:
         hops = too_many_hops(request)
         if hops is not None:
             return hops
+        assert isinstance(request.uri, SipUri)
         onward = self._onward(request, request.uri)
+        # Answered by that server itself: the shortest of the system's timeouts.
+        timeout = self.system.timeouts.gateway_inbound
         return await forward(
             self.node, request, onward, owner.listen.address(), timeout, self.agent
         )
 
-    def _onward(self, request: Request, target: Any, from_uri: str | None = None) -> Request:
+    def _onward(self, request: Request, target: SipUri, from_uri: str | None = None) -> Request:
         return make_request(
             request.method,
             target,
@@ -527,39 +525,39 @@ class McServer:
         return task
 
     # -- traffic to users: PROFILE section 4 -------------------------------------------------
-    async def route(self, request: Request, source: TransportAddress) -> Decision:
+    async def route(self, request: Request, source: TransportAddress) -> tuple[Decision, str]:
         """Where a call or data goes: to a user of this system (PROFILE 4), or, from a
-        user served here, to any system (4.2), the sender shown as 4.2 says."""
+        user served here, to any system (4.2); and the From it goes on with (4.2)."""
         assert isinstance(request.uri, SipUri)
-        if request.uri.host.lower() == self.system.domain:
-            return await self.locator.locate(request.uri)
-        origin = await self._originator(request, source)
-        if origin is None:
-            return Refuse(Cause.UNKNOWN_USER, "not a user of this system")
-        return await self.locator.originate(request.uri, origin)
-
-    async def _originator(
-        self, request: Request, source: TransportAddress
-    ) -> VisitorBinding | None:
         from_uri = request.from_.uri
-        if not isinstance(from_uri, SipUri):
-            return None
-        return await self.locator.originator(from_uri, source)
+        target_here = request.uri.host.lower() == self.system.domain
+        # Who sent it matters only when it may be a visitor of ours (a From of another
+        # domain), or when it goes to another system: one registry lookup, if any.
+        origin = None
+        if isinstance(from_uri, SipUri) and (
+            not target_here or from_uri.host.lower() != self.system.domain
+        ):
+            origin = await self.locator.originator(from_uri, source)
+        shown = self._shown_as(request.uri, origin, str(from_uri))
+        if target_here:
+            return await self.locator.locate(request.uri), shown
+        if origin is None:
+            return Refuse(Cause.UNKNOWN_USER, "not a user of this system"), shown
+        return await self.locator.originate(request.uri, origin), shown
 
-    async def shown_as(self, request: Request, source: TransportAddress) -> str:
+    @staticmethod
+    def _shown_as(target: SipUri, origin: VisitorBinding | None, sender: str) -> str:
         """PROFILE 4.2: a visitor shows its MC service ID to its own primary system
         and its temporary identity to everyone else; anyone else shows its From."""
-        assert isinstance(request.uri, SipUri)
-        origin = await self._originator(request, source)
         if origin is None or origin.temporary_id == origin.mc_service_id:
-            return str(request.from_.uri)
-        if request.uri.host.lower() == system_domain(origin.mc_service_id):
+            return sender
+        if target.host.lower() == system_domain(origin.mc_service_id):
             return origin.mc_service_id
         return origin.temporary_id
 
     async def deliver(self, request: Request, source: TransportAddress) -> Response:
         """Data (a MESSAGE of any other content type): on, redirected or refused."""
-        decision = await self.route(request, source)
+        decision, shown = await self.route(request, source)
         if isinstance(decision, Redirect):
             return make_response(request, 302, headers=[("Contact", f"<{decision.contact}>")])
         if not isinstance(decision, Forward):
@@ -567,7 +565,7 @@ class McServer:
         hops = too_many_hops(request)
         if hops is not None:
             return hops
-        onward = self._onward(request, decision.target, await self.shown_as(request, source))
+        onward = self._onward(request, decision.target, shown)
         return await forward(
             self.node,
             request,
@@ -584,13 +582,9 @@ class McServer:
             handle.respond(handle.response(416))
             return
         try:
-            decision = await self.route(request, handle.source)
-            shown = await self.shown_as(request, handle.source)
+            decision, shown = await self.route(request, handle.source)
         except RegistryUnavailable as exc:
-            self.node.log.warning("registry unavailable: %s", exc)
-            headers, body = failure_headers(Cause.OVERLOADED, "registry unavailable", self.agent)
-            retry = ("Retry-After", str(REGISTRY_RETRY_AFTER))
-            handle.respond(handle.response(503, [*headers, retry], body))
+            handle.respond(handle.response(503, *self._unavailable(exc)))
             return
         if isinstance(decision, Redirect):
             handle.respond(handle.response(302, [("Contact", f"<{decision.contact}>")]))
