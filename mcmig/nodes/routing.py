@@ -88,11 +88,9 @@ class UserLocator:
         same_host = canonical_host(contact.host) == canonical_host(source.host)
         return binding if same_host and contact.port == source.port else None
 
-    async def originate(self, uri: SipUri, origin: VisitorBinding) -> Decision:
-        """Where a request from a user served here goes (PROFILE 4.2): to this
-        system's users as any request does, to other systems by their next hop."""
-        if uri.host.lower() == self.system.domain:
-            return await self.locate(uri)
+    def originate(self, uri: SipUri) -> Decision:
+        """Where a request from a user served here to another system goes (PROFILE
+        4.2): to its next hop. (To this system's users, locate() decides.)"""
         hop = self.next_hop(uri.host.lower())
         if hop is None or uri.user is None:
             return Refuse(Cause.UNKNOWN_MC_SYSTEM, f"no route to {uri.host}")

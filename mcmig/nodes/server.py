@@ -543,7 +543,7 @@ class McServer:
             return await self.locator.locate(request.uri), shown
         if origin is None:
             return Refuse(Cause.UNKNOWN_USER, "not a user of this system"), shown
-        return await self.locator.originate(request.uri, origin), shown
+        return self.locator.originate(request.uri), shown
 
     @staticmethod
     def _shown_as(target: SipUri, origin: VisitorBinding | None, sender: str) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 
 from mcmig.mc.identities import TemporaryIdSealer, new_temporary_id
-from mcmig.profiles.model import GatewayProfile, ServerProfile, SystemProfile
+from mcmig.profiles.model import ServerProfile, SystemProfile
 from mcmig.sip.peer import TransportAddress
 from mcmig.sip.uri import SipUri
 
@@ -54,16 +54,13 @@ class SystemTopology:
             return new_temporary_id(self.system.domain)
         return self.sealer.new(self.system.domain, server)
 
-    def gateway_for(self, domain: str) -> GatewayProfile | None:
-        return self.system.gateway_for(domain)
-
     def next_hop(self, domain: str) -> TransportAddress | None:
         """From inside the system toward the peer system ``domain``: the gateway that
         interfaces to it, or the peer itself; None when it is not a peer."""
         peer = self.system.peer(domain)
         if peer is None:
             return None
-        gateway = self.gateway_for(domain)
+        gateway = self.system.gateway_for(domain)
         return gateway.internal.address() if gateway is not None else peer.target
 
 
