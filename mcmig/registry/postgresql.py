@@ -214,16 +214,16 @@ class PostgresRegistry:
         return None if row is None else _record(row)
 
     async def change(self, change: MigrationChange) -> MigrationOutcome:
+        if not isinstance(change, MigrationEnd):
+            return await self._store("mcmig_put_record", change)
         async with self._connection() as c:
-            if isinstance(change, MigrationEnd):
-                row = await c.fetchrow(
-                    "SELECT * FROM mcmig_end_record($1, $2, $3)",
-                    change.mc_service_id,
-                    change.partner_system,
-                    change.temporary_id,
-                )
-                return None if row is None else _record(row)
-        return await self._store("mcmig_put_record", change)
+            row = await c.fetchrow(
+                "SELECT * FROM mcmig_end_record($1, $2, $3)",
+                change.mc_service_id,
+                change.partner_system,
+                change.temporary_id,
+            )
+        return None if row is None else _record(row)
 
     async def migrated(self, record: MigrationRecord) -> Stored:
         return await self._store("mcmig_migrated", record)
