@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import ipaddress
 import os
 from pathlib import Path
 
@@ -24,7 +25,8 @@ def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "generate",
         help="write a demo CA and a certificate for each domain",
         description="Write ca.pem/ca.key and, for each DOMAIN, DOMAIN.pem/DOMAIN.key: P-256 "
-        "certificates with the domain as subjectAltName, for server and client use (mutual TLS). "
+        "certificates with the domain as subjectAltName (an IP address as an iPAddress name, "
+        "for an IdMS reached by address), for server and client use (mutual TLS). "
         "Demo material: keep real CAs elsewhere.",
     )
     gen.add_argument("--out", required=True, metavar="DIR")
@@ -68,6 +70,14 @@ def make_ca(days: int) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     return key, cert
 
 
+def _alt_name(name: str) -> x509.GeneralName:
+    """An IP address (an IdMS reached by address) or a DNS name (a system's domain)."""
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
+
+
 def make_leaf(
     domain: str, ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate, days: int
 ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
@@ -81,7 +91,7 @@ def make_leaf(
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=days))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(domain)]), critical=False)
+        .add_extension(x509.SubjectAlternativeName([_alt_name(domain)]), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.ExtendedKeyUsage(
