@@ -75,15 +75,18 @@ def start_dispatcher(folder: Path, listen: str, instances: list[str]) -> subproc
         )
 
 
-def _profile(folder: Path, engine: str, dsn: str | None, instances: int) -> Path:
+def pool_profile(folder: Path, engine: str, dsn: str | None, instances: int) -> Path:
+    """The demo with the primary's registry on ``engine`` and its server a pool
+    of ``instances`` (0: no pool), written in ``folder`` with the demo keys."""
     data = yaml.safe_load(DEMO.read_text())
     primary = data["systems"][0]
     if engine == "postgresql":
         primary["registry"] = {"engine": "postgresql", "dsn": dsn}
     if instances:
         primary["servers"][0]["instances"] = INSTANCES[:instances]
-    if not (folder / "keys").exists():
-        shutil.copytree(ROOT / "sip_profiles/keys", folder / "keys")
+    for material in ("keys", "certs"):
+        if not (folder / material).exists():
+            shutil.copytree(ROOT / "sip_profiles" / material, folder / material)
     path = folder / f"{engine}-{instances}.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -100,7 +103,7 @@ def _variant(
     first: int,
 ) -> dict[str, Any]:
     dsn = cluster.createdb(name.replace(" ", "_")) if engine == "postgresql" else None
-    profile = str(_profile(folder, engine, dsn, instances))
+    profile = str(pool_profile(folder, engine, dsn, instances))
     servers = [f"primary-server-{i}" for i in range(1, instances + 1)] or ["primary-server"]
     state = folder / f"state-{name.replace(' ', '_')}"
     nodes = servers if instances else [*servers, *OTHER_NODES]

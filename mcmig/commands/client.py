@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 
 from mcmig.commands.common import EXIT_OK, EXIT_SIP_FAILURE, listen_address, load
+from mcmig.commands.migrate import password_of
 from mcmig.errors import UsageError
+from mcmig.idms.login import LoginError
 from mcmig.mc.body import BodyError, service_id_uri
 from mcmig.node.runtime import SipNode, SipTimeoutError, SipTransportError
 from mcmig.nodes.phone import place_call, warning_text
@@ -29,6 +32,12 @@ def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     client.add_argument("--user", required=True, metavar="URI")
     client.add_argument("--listen", default="127.0.0.1:0", metavar="HOST:PORT")
     client.add_argument("--migrate-to", metavar="DOMAIN", help="migrate there once started")
+    client.add_argument(
+        "--credentials",
+        metavar="FILE",
+        help="YAML file of MC service ID: password, for the IdMS login before each migration "
+        "(or the environment variable MCMIG_PASSWORD)",
+    )
     client.set_defaults(func=run_client)
 
     send = sub.add_parser(
@@ -163,16 +172,19 @@ def run_release(args: argparse.Namespace) -> int:
 def run_client(args: argparse.Namespace) -> int:
     deployment = load(args.profile)
     _check_uri(args.user, "--user")
+    password = None
+    if args.credentials or "MCMIG_PASSWORD" in os.environ:
+        password = password_of(args.user, args.credentials)
 
     async def main() -> None:
         node = _node("client", args.listen)
         await node.start()
-        ue = UserEquipment(node, args.user, deployment)
+        ue = UserEquipment(node, args.user, deployment, password)
         ue.listeners.append(lambda line: print(line, flush=True))
         print(f"client {args.user} ready at {ue.contact}; {HELP}", flush=True)
         try:
             if args.migrate_to:
-                await ue.migrate(args.migrate_to)
+                await _command(ue, node, deployment, ["migrate", args.migrate_to])
             loop = asyncio.get_running_loop()
             while True:
                 line = await loop.run_in_executor(None, sys.stdin.readline)
@@ -210,5 +222,7 @@ async def _command(ue: UserEquipment, node: SipNode, deployment: object, words: 
             ue.tell(HELP)
     except UsageError as exc:
         ue.tell(f"error: {exc}")
+    except LoginError:
+        pass  # the UE has told what the IdMS said
     except Exception as exc:  # a failed exchange must not end the client
         ue.tell(f"error: {type(exc).__name__}: {exc}")

@@ -1,13 +1,18 @@
-"""``mcmig keys generate`` and ``mcmig token issue``: IdMS keys and access tokens."""
+"""``mcmig keys generate``, ``mcmig idms hash-password`` and ``mcmig token issue``:
+IdMS keys, account passwords and hand-made access tokens."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import os
+import sys
 from pathlib import Path
 
 from mcmig.commands.common import load
 from mcmig.errors import UsageError
+from mcmig.idms.accounts import hash_password
+from mcmig.idms.signing import load_signing_keys
 from mcmig.mc.body import BodyError, service_id_uri
 from mcmig.mc.tokens import generate_private_key, issue_token, private_key_pem, public_key_pem
 from mcmig.profiles.keys import idms_key
@@ -28,19 +33,37 @@ def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     gen.add_argument("--force", action="store_true", help="overwrite an existing file")
     gen.set_defaults(func=run_keys_generate)
 
+    idms = sub.add_parser(
+        "idms", help="IdMS accounts", description="Tools for a system's IdMS accounts."
+    )
+    idms_sub = idms.add_subparsers(dest="idms_command", metavar="ACTION", required=True)
+    hashing = idms_sub.add_parser(
+        "hash-password",
+        help="print the Argon2id hash of a password, for idms.accounts",
+        description="Read a password (asked twice on a terminal, else the first line of "
+        "standard input) and print its Argon2id hash (a PHC string), to put beside the user's "
+        "name in the file that a system's idms.accounts names.",
+    )
+    hashing.set_defaults(func=run_hash_password)
+
     token = sub.add_parser("token", help="issue access tokens", description="Issue access tokens.")
     token_sub = token.add_subparsers(dest="token_command", metavar="ACTION", required=True)
     issue = token_sub.add_parser(
         "issue",
-        help="print an access token signed by a system's IdMS key",
-        description="Print an ES256 access token (JWT) signed with the IdMS key of SYSTEM as named "
-        "in the profile; its audience is SYSTEM. "
-        "A negative --ttl gives an expired token (for tests).",
+        help="print a hand-made access token (a test tool)",
+        description="Print an ES256 access token (JWT) as the IdMS of SYSTEM would issue it, "
+        "signed with the private key --key (by default the first signing key the profile names "
+        "for that IdMS), under that key's RFC 7638 thumbprint as kid; its audience is SYSTEM "
+        "unless --audience. A test tool for forged, expired or misdirected tokens: clients log in "
+        "at the IdMS instead (mcmig migrate --credentials). "
+        "A negative --ttl gives an expired token.",
     )
     issue.add_argument("--profile", required=True, metavar="FILE")
     issue.add_argument(
         "--system", required=True, metavar="DOMAIN", help="the partner system that will verify it"
     )
+    issue.add_argument("--key", metavar="PEM", help="sign with this P-256 private key")
+    issue.add_argument("--audience", metavar="AUD", help="aud claim (default: SYSTEM)")
     issue.add_argument("--sub", required=True, metavar="URI", help="the user's MC service ID")
     issue.add_argument("--temporary-id", metavar="URI", help="a temporary identity to allocate")
     issue.add_argument(
@@ -75,8 +98,26 @@ def run_token_issue(args: argparse.Namespace) -> int:
             service_id_uri(args.temporary_id, "--temporary-id")
     except BodyError as exc:
         raise UsageError(exc.reason) from None
-    key = idms_key(system)
-    if key.private_key is None:
-        raise UsageError(f"{system.idms.key_file} holds no private key")
-    print(issue_token(key, system.domain, args.sub, temporary_id=args.temporary_id, ttl=args.ttl))
+    if args.key:
+        try:
+            key = load_signing_keys(system.idms.issuer, (Path(args.key),))[0].key
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"--key: {exc}") from None
+    else:
+        key = idms_key(system)
+    audience = args.audience or system.domain
+    print(issue_token(key, audience, args.sub, temporary_id=args.temporary_id, ttl=args.ttl))
+    return 0
+
+
+def run_hash_password(args: argparse.Namespace) -> int:
+    if sys.stdin.isatty():
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            raise UsageError("the two passwords differ")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise UsageError("an empty password")
+    print(hash_password(password))
     return 0

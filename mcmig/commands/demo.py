@@ -20,14 +20,19 @@ from mcmig.capture.trace import Trace, TraceEntry
 from mcmig.commands.common import EXIT_OK, EXIT_SIP_FAILURE, load
 from mcmig.commands.migrate import migrate_once, token_for
 from mcmig.errors import UsageError
+from mcmig.idms.login import LoginError, access_token_for
 from mcmig.mc.tokens import IdmsKey, generate_private_key, issue_token
 from mcmig.node.runtime import SipNode
 from mcmig.nodes.deployment import RunningDeployment, start_deployment
 from mcmig.profiles import Deployment
+from mcmig.profiles.idms_section import read_credentials
+from mcmig.profiles.keys import idms_key
 from mcmig.sip.peer import TransportAddress
 
 PRIMARY, PARTNER = "primary.example", "partner.example"
 CLIENT_ADDRESS = ("127.0.2.100", 5062)  # alice's UE in the partner system
+# The demo users' passwords, beside the profile; the IdMSs hold only their hashes.
+CREDENTIALS = Path("keys") / "demo-credentials.yaml"
 
 
 @dataclass(frozen=True)
@@ -35,7 +40,10 @@ class Case:
     title: str
     user: str
     expect: tuple[int, str | None]
-    forged: bool = False
+    # How the client gets its token: "idms" (logs in and exchanges, TS 33.180),
+    # "hand-made" (signed with the IdMS's own key, as a test tool does, to reach
+    # the SIP checks behind the IdMS's), or "forged" (a key nobody published).
+    token: str = "idms"
     partner: str = PARTNER
 
 
@@ -51,21 +59,32 @@ class Traffic:
 
 CASES = [
     Case("alice may migrate", "sip:alice@primary.example", (200, None)),
-    Case("bob may migrate nowhere", "sip:bob@primary.example", (403, "migration-not-permitted")),
+    Case("bob may migrate nowhere", "sip:bob@primary.example", (400, "invalid_target")),
+    Case(
+        "bob, hand-made token",
+        "sip:bob@primary.example",
+        (403, "migration-not-permitted"),
+        "hand-made",
+    ),
     Case(
         "carol refused by the partner",
         "sip:carol@primary.example",
         (403, "user-not-permitted-by-partner"),
     ),
-    Case("unknown user", "sip:dave@primary.example", (404, "unknown-user")),
+    Case("unknown user", "sip:dave@primary.example", (401, "access_denied")),
+    Case(
+        "unknown user, hand-made token",
+        "sip:dave@primary.example",
+        (404, "unknown-user"),
+        "hand-made",
+    ),
     Case(
         "user of an unknown system",
         "sip:zed@elsewhere.example",
         (403, "primary-system-not-permitted"),
+        "hand-made",
     ),
-    Case(
-        "forged access token", "sip:erin@primary.example", (403, "invalid-credentials"), forged=True
-    ),
+    Case("forged access token", "sip:erin@primary.example", (403, "invalid-credentials"), "forged"),
     Case(
         "erin may migrate to partner2",
         "sip:erin@primary.example",
@@ -137,8 +156,25 @@ def forged_token(deployment: Deployment, user: str) -> str:
     system = deployment.system(PARTNER)
     assert system is not None
     stranger = generate_private_key()
-    key = IdmsKey(system.idms.issuer, system.idms.kid, stranger.public_key(), stranger)
+    kid = idms_key(system).kid
+    key = IdmsKey(system.idms.issuer, kid, stranger.public_key(), stranger)
     return issue_token(key, system.domain, user)
+
+
+async def token_of(deployment: Deployment, case: Case, steps: list[str]) -> str:
+    if case.token == "forged":
+        return forged_token(deployment, case.user)
+    if case.token == "hand-made":
+        return token_for(deployment, case.partner, case.user)
+    passwords = read_credentials(deployment.path.parent / CREDENTIALS)
+    password = passwords.get(case.user, "not-a-demo-user")
+    return await access_token_for(deployment, case.user, password, case.partner, steps)
+
+
+def _https(step: str, names: dict[str, str]) -> str:
+    """``client -> primary-idms  POST /token (token-exchange) -> 200``"""
+    issuer, _, rest = step.partition(" ")
+    return f"  client -> {names.get(issuer, issuer):<14} HTTPS {rest}"
 
 
 Outcome = tuple[str, str, tuple[int, str | None], tuple[int, str | None], str | None]
@@ -147,6 +183,7 @@ Outcome = tuple[str, str, tuple[int, str | None], tuple[int, str | None], str | 
 async def demo(deployment: Deployment) -> tuple[list[Outcome], str]:
     """Rows of (case, who, expected, got, answered by), and alice's ladder."""
     results: list[Outcome] = []
+    names = {s.idms.issuer: s.idms.name for s in deployment.systems}
     with tempfile.TemporaryDirectory(prefix="mcmig-demo-") as state:
         running = await start_deployment(deployment, Path(state))
         client = SipNode("client", *CLIENT_ADDRESS)
@@ -161,17 +198,22 @@ async def demo(deployment: Deployment) -> tuple[list[Outcome], str]:
                 if deployment.system(case.partner) is None:
                     continue
                 trace.clear()
-                token = (
-                    forged_token(deployment, case.user)
-                    if case.forged
-                    else token_for(deployment, case.partner, case.user)
-                )
+                steps: list[str] = []
+                try:
+                    token = await token_of(deployment, case, steps)
+                except LoginError as exc:
+                    who = names.get(exc.issuer, exc.issuer)
+                    results.append(
+                        (case.title, case.user, case.expect, (exc.status, exc.error), who)
+                    )
+                    continue
                 outcome = await migrate_once(deployment, case.user, case.partner, token, client)
                 got = (outcome.status, outcome.cause)
                 results.append((case.title, case.user, case.expect, got, trace.originator(got[0])))
                 if case.user.startswith("sip:alice@"):
                     entries = list(trace.entries)
-                    alice_flow = ladder.render(
+                    alice_flow = "\n".join(_https(step, names) for step in steps) + "\n\n"
+                    alice_flow += ladder.render(
                         entries,
                         lifelines(entries, trace.name_of),
                         trace.name_of,
@@ -223,6 +265,7 @@ def run_demo(args: argparse.Namespace) -> int:
     if not args.verbose:
         # The table and the ladder say it all; node logs are for -v.
         logging.getLogger("mcmig.node").setLevel(logging.WARNING)
+        logging.getLogger("mcmig.idms").setLevel(logging.WARNING)
     for domain in (PRIMARY, PARTNER):
         if deployment.system(domain) is None:
             raise UsageError(f"the demo needs systems {PRIMARY} and {PARTNER}")
@@ -235,6 +278,9 @@ def run_demo(args: argparse.Namespace) -> int:
         text = f"{got[0]} {got[1] or ('OK' if got[0] == 200 else '')}".rstrip()
         mark = "" if got == expect else f"   (expected {expect[0]} {expect[1] or ''})"
         print(f"{title:<30}{user:<36}{text:<34}{who or '-'}{mark}")
-    print("\nalice's migration, step by step (PROFILE section 2, steps 1 to 11):\n")
+    print(
+        "\nalice's authorization (HTTPS, docs/identity.md) and migration, step by step "
+        "(PROFILE section 2, steps 1 to 11):\n"
+    )
     print(flow)
     return EXIT_OK if ok else EXIT_SIP_FAILURE

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
+import signal
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,8 +28,10 @@ from mcmig.node.service import (
 from mcmig.nodes.deployment import RunningDeployment, start_deployment
 from mcmig.observe.hep import HepSender
 from mcmig.observe.metrics import DeploymentMetrics, MetricsEndpoint
-from mcmig.profiles import Deployment
+from mcmig.profiles import Deployment, ProfileError, load_deployment
 from mcmig.transport.base import TransportConfig, split_hostport
+
+log = logging.getLogger("mcmig.up")
 
 _CONFIG = TransportConfig()
 
@@ -47,7 +51,9 @@ def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "up",
         help="start every node of a deployment profile",
         description="Start every node of a deployment (servers and gateways, UDP and TCP on each "
-        "address), print a line with 'ready' once all listen, and run until SIGINT or SIGTERM.",
+        "address), print a line with 'ready' once all listen, and run until SIGINT or SIGTERM. "
+        "SIGHUP makes each IdMS take the signing keys the profile names now (key rotation "
+        "without a restart).",
         epilog=f"Connection caps, per node: {_CONFIG.max_connections} TCP/TLS connections in "
         f"all and {_CONFIG.max_connections_per_host} from one address; a connection idle "
         f"{_CONFIG.idle_timeout:g} s is closed, and a TLS handshake not finished in "
@@ -139,6 +145,34 @@ def capture_path(given: str, deployment: str) -> Path:
     return path
 
 
+def reload_idms_keys(running: RunningDeployment, profile: str) -> None:
+    """SIGHUP: each running IdMS takes the key list the profile names now (a
+    rotation: new key first, old one kept until its tokens expire, then
+    removed), without a restart. A profile or key that cannot be used changes
+    nothing and is logged."""
+    try:
+        deployment = load_deployment(profile)
+    except ProfileError as exc:
+        log.error("SIGHUP: profile not reloaded, IdMS keys unchanged: %s", exc)
+        return
+    for system in deployment.systems:
+        server = running.idms.get(system.idms.name)
+        if server is None:
+            continue
+        try:
+            server.provider.keys.reload(system.idms.key_files)
+        except (OSError, ValueError) as exc:
+            log.error("SIGHUP: %s keys unchanged: %s", system.idms.name, exc)
+            continue
+        kids = ", ".join(k.kid for k in server.provider.keys.public())
+        log.warning(
+            "SIGHUP: %s signs with %s; publishes %s",
+            system.idms.name,
+            server.provider.keys.current.kid,
+            kids,
+        )
+
+
 def pool_instructions(deployment: Deployment, state_dir: Path) -> list[str]:
     """For each server pool: its dispatcher list, written to the state folder, and
     the Kamailio command that puts the pool's address in front of its instances."""
@@ -212,7 +246,13 @@ def run_up(args: argparse.Namespace) -> int:
             )
             pacers.append(tune_garbage_collector())
             shed_late_requests(running[0].nodes, args.max_queue_delay / 1000)
-            nodes = ", ".join(f"{n.name} {n.address}" for n in running[0].nodes)
+            asyncio.get_running_loop().add_signal_handler(
+                signal.SIGHUP, reload_idms_keys, running[0], args.profile
+            )
+            nodes = ", ".join(
+                [f"{n.name} {n.address}" for n in running[0].nodes]
+                + [f"{name} https://{s.listen}" for name, s in running[0].idms.items()]
+            )
             print(
                 f"deployment {deployment.name} ready: {nodes}; state in {state_dir}; "
                 f"event loop {args.loop}; SIP core {compiled.state()}; "

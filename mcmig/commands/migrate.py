@@ -5,15 +5,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import sys
+from pathlib import Path
+
+import yaml
 
 from mcmig.commands.common import EXIT_OK, EXIT_SIP_FAILURE, listen_address, load
 from mcmig.errors import UsageError
+from mcmig.idms.login import LoginError, access_token_for
 from mcmig.mc.body import BodyError, service_id_uri
 from mcmig.mc.tokens import issue_token
 from mcmig.node.runtime import SipNode
 from mcmig.nodes.client import McClient, MigrationOutcome
 from mcmig.nodes.topology import entry_server
 from mcmig.profiles import Deployment
+from mcmig.profiles.idms_section import read_credentials
 from mcmig.profiles.keys import idms_key
 from mcmig.sip.uri import parse_sip_uri
 
@@ -22,9 +29,12 @@ def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     migrate = sub.add_parser(
         "migrate",
         help="ask a partner system to authorize a user's migration",
-        description="Act as the user's MC service client: get an access token from the partner's "
-        "(demo) IdMS key, send the migration request to the partner server, print the outcome. "
-        "Exit 0 on 200, 1 on a SIP failure, 2 on a usage or profile error.",
+        description="Act as the user's MC service client: log in at the user's home IdMS, "
+        "exchange the token there for the partner's IdMS and get the partner's access token "
+        "(TS 33.180 inter-domain authorization, over HTTPS), send the migration request to the "
+        "partner server, print the outcome. The password comes from --credentials or the "
+        "environment variable MCMIG_PASSWORD. Exit 0 on 200, 1 on a SIP failure or a refusal "
+        "by an IdMS, 2 on a usage or profile error.",
     )
     migrate.add_argument("--profile", required=True, metavar="FILE")
     migrate.add_argument(
@@ -32,7 +42,12 @@ def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     migrate.add_argument("--partner", required=True, metavar="DOMAIN", help="the partner MC system")
     migrate.add_argument(
-        "--token", metavar="JWT", help="use this access token instead of issuing one"
+        "--credentials",
+        metavar="FILE",
+        help="YAML file of MC service ID: password (e.g. sip_profiles/keys/demo-credentials.yaml)",
+    )
+    migrate.add_argument(
+        "--token", metavar="JWT", help="present this access token instead of logging in"
     )
     migrate.add_argument(
         "--listen",
@@ -44,10 +59,26 @@ def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def token_for(deployment: Deployment, partner: str, user: str) -> str:
+    """A hand-made token, signed with the partner IdMS's key (tests and benchmarks)."""
     system = deployment.system(partner)
     if system is None:
         raise UsageError(f"no system {partner} in the profile")
     return issue_token(idms_key(system), system.domain, user)
+
+
+def password_of(user: str, credentials: str | None) -> str:
+    if credentials is not None:
+        try:
+            passwords = read_credentials(Path(credentials))
+        except (OSError, ValueError, yaml.YAMLError) as exc:
+            raise UsageError(f"--credentials: {exc}") from None
+        if user not in passwords:
+            raise UsageError(f"{credentials} has no password for {user}")
+        return passwords[user]
+    password = os.environ.get("MCMIG_PASSWORD")
+    if password is None:
+        raise UsageError("no password: give --credentials, MCMIG_PASSWORD or --token")
+    return password
 
 
 async def migrate_once(
@@ -66,10 +97,23 @@ def run_migrate(args: argparse.Namespace) -> int:
         service_id_uri(args.user, "--user")
     except BodyError as exc:
         raise UsageError(exc.reason) from None
-    token = args.token or token_for(deployment, args.partner, args.user)
+    if deployment.system(args.partner) is None:
+        raise UsageError(f"no system {args.partner} in the profile")
     host, port = listen_address(args.listen)
+    password = None if args.token else password_of(args.user, args.credentials)
 
-    async def main() -> MigrationOutcome:
+    async def main() -> MigrationOutcome | LoginError:
+        token = args.token
+        if token is None:
+            assert password is not None
+            steps: list[str] = []
+            try:
+                token = await access_token_for(deployment, args.user, password, args.partner, steps)
+            except LoginError as exc:
+                return exc
+            finally:
+                for step in steps if args.verbose else []:
+                    print(f"  HTTPS {step}", file=sys.stderr)
         node = SipNode("client", host, port)
         if not args.verbose:
             # The outcome line says what went wrong (an unreachable partner, a
@@ -83,4 +127,6 @@ def run_migrate(args: argparse.Namespace) -> int:
 
     outcome = asyncio.run(main())
     print(outcome)
-    return EXIT_OK if outcome.accepted else EXIT_SIP_FAILURE
+    return (
+        EXIT_OK if isinstance(outcome, MigrationOutcome) and outcome.accepted else EXIT_SIP_FAILURE
+    )

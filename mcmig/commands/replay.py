@@ -13,6 +13,7 @@ from mcmig.capture.replay import Replayer
 from mcmig.commands.common import EXIT_OK, EXIT_SIP_FAILURE, load
 from mcmig.errors import UsageError
 from mcmig.nodes.deployment import start_deployment
+from mcmig.profiles.keys import profile_keys
 
 
 def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -58,7 +59,11 @@ def run_replay(args: argparse.Namespace) -> int:
         return captured_start + (time.monotonic() - replay_start)
 
     async def main(state: Path) -> Replayer:
-        running = await start_deployment(deployment, state, only={args.node}, clock=capture_clock)
+        # The node verifies tokens with the keys the profile names for its IdMS,
+        # which does not run in a replay.
+        running = await start_deployment(
+            deployment, state, only={args.node}, clock=capture_clock, token_keys=profile_keys
+        )
         replayer = Replayer(hosts)
         try:
             await replayer.run(messages)

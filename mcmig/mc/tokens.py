@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import jwt
 from cryptography.hazmat.primitives import serialization
@@ -122,6 +122,34 @@ def _unverified_header(token: str) -> dict[str, Any]:
     return header
 
 
+class KeySource(Protocol):
+    """Where a verifier finds an IdMS's public keys by key id."""
+
+    def key(self, kid: str) -> IdmsKey | None:
+        """The key, if known and still current; None asks for ``refresh``."""
+        ...
+
+    async def refresh(self, kid: str) -> None:
+        """Learn the keys again (an unknown kid, or a cache that has aged)."""
+        ...
+
+
+class StaticKeys:
+    """Keys given once: for tools that replay captures and for unit tests."""
+
+    def __init__(self, keys: list[IdmsKey]) -> None:
+        self._keys = {k.kid: k for k in keys}
+
+    def key(self, kid: str) -> IdmsKey | None:
+        return self._keys.get(kid)
+
+    def kids(self) -> list[str]:
+        return list(self._keys)
+
+    async def refresh(self, kid: str) -> None:
+        return None
+
+
 class TokenVerifier:
     """Checks tokens for one audience (the partner's MC system id) against its IdMS keys.
 
@@ -132,23 +160,32 @@ class TokenVerifier:
     def __init__(
         self,
         audience: str,
-        keys: list[IdmsKey],
+        keys: KeySource | list[IdmsKey],
         leeway: float = LEEWAY,
         max_lifetime: float = MAX_LIFETIME,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.audience = audience
-        self._keys = {k.kid: k for k in keys}
+        self.keys: KeySource = StaticKeys(keys) if isinstance(keys, list) else keys
         self._leeway = leeway
         self._max_lifetime = max_lifetime
         # Wall-clock seconds; a replay of a capture passes the capture's clock.
         self._clock = clock
 
+    async def check(self, token: str, mc_service_id: str) -> dict[str, Any]:
+        """``verify``, after learning the keys again when the token names a key id
+        the source does not know now (rotation; the source limits how often)."""
+        header = _unverified_header(token)
+        kid = str(header.get("kid"))
+        if header.get("alg") == ALGORITHM and self.keys.key(kid) is None:
+            await self.keys.refresh(kid)
+        return self.verify(token, mc_service_id)
+
     def verify(self, token: str, mc_service_id: str, now: float | None = None) -> dict[str, Any]:
         header = _unverified_header(token)
         if header.get("alg") != ALGORITHM:
             raise TokenError(f"algorithm {header.get('alg')!r} refused")
-        key = self._keys.get(str(header.get("kid")))
+        key = self.keys.key(str(header.get("kid")))
         if key is None:
             raise TokenError(f"unknown kid {header.get('kid')!r}")
         clock = self._clock() if now is None else now

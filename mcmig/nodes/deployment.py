@@ -8,13 +8,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mcmig.mc.tokens import TokenVerifier
+from mcmig.idms.http import IdmsServer
+from mcmig.idms.provider import IdentityProvider
+from mcmig.mc.jwks import JwksKeys, https_client_context
+from mcmig.mc.tokens import KeySource, TokenVerifier
 from mcmig.node.runtime import SipNode
 from mcmig.nodes.call_relay import end_calls
 from mcmig.nodes.gateway import McGateway
 from mcmig.nodes.server import McServer
 from mcmig.nodes.ue import UserEquipment
-from mcmig.profiles.keys import idms_key
 from mcmig.profiles.model import Deployment, HostPort, SystemProfile
 from mcmig.registry import Registry, SqliteRegistry
 from mcmig.registry.postgresql import PostgresRegistry, RegistrySetupError
@@ -39,6 +41,7 @@ class RunningDeployment:
     gateways: dict[str, McGateway] = field(default_factory=dict)
     clients: dict[str, UserEquipment] = field(default_factory=dict)
     nodes: list[SipNode] = field(default_factory=list)
+    idms: dict[str, IdmsServer] = field(default_factory=dict)
 
     async def stop(self, grace: float = HANG_UP_GRACE) -> None:
         """Hang up every call (BYE on each leg, ``grace`` s at most for the
@@ -50,6 +53,8 @@ class RunningDeployment:
             await node.stop()
         for server in self.servers.values():
             await server.close()
+        for idms in self.idms.values():
+            await idms.stop()
 
 
 class NodeStartError(OSError):
@@ -65,6 +70,24 @@ async def open_registry(system: SystemProfile, path: Path, server: str) -> Regis
         return await PostgresRegistry.open(system.registry.dsn)
     except RegistrySetupError as exc:
         raise NodeStartError(f"{server} registry: {exc}") from None
+
+
+def published_keys(system: SystemProfile) -> KeySource:
+    """The system's IdMS keys as its servers learn them: from its JWKS over HTTPS."""
+    return JwksKeys(system.idms.issuer, https_client_context(system.idms.tls_ca))
+
+
+async def start_idms(system: SystemProfile, deployment: Deployment) -> IdmsServer:
+    idms = system.idms
+    server = IdmsServer(
+        IdentityProvider(system, deployment), idms.listen, idms.tls_cert, idms.tls_key
+    )
+    try:
+        await server.start()
+    except OSError as exc:
+        await server.stop()
+        raise NodeStartError(f"https://{idms.listen} ({idms.name}): {_reason(exc)}") from None
+    return server
 
 
 async def start_node(node: SipNode) -> None:
@@ -90,11 +113,15 @@ async def start_deployment(
     watch: Callable[[SipNode], None] | None = None,
     watch_server: Callable[[str, McServer, Path], None] | None = None,
     clock: Callable[[], float] = time.time,
+    token_keys: Callable[[SystemProfile], KeySource] = published_keys,
+    run_idms: bool = True,
 ) -> RunningDeployment:
     """Start every node (or those named in ``only``); stop what started if one fails.
     ``watch`` sees each node before it starts (to record all it sends), and
     ``watch_server`` each MC service server with its registry file. ``clock`` is
-    the wall clock access tokens are judged by (a replay passes the capture's)."""
+    the wall clock access tokens are judged by (a replay passes the capture's);
+    ``token_keys`` where servers find their IdMS's keys (its JWKS, unless a
+    test or a replay gives them); ``run_idms`` False starts no IdMS."""
 
     def node_at(name: str, address: HostPort) -> SipNode:
         node = SipNode(
@@ -112,9 +139,12 @@ async def start_deployment(
     running = RunningDeployment(deployment)
     try:
         for system in deployment.systems:
+            if run_idms and (only is None or system.idms.name in only):
+                running.idms[system.idms.name] = await start_idms(system, deployment)
+        for system in deployment.systems:
             verifier = TokenVerifier(
                 system.domain,
-                [idms_key(system)],
+                token_keys(system),
                 leeway=system.tokens.clock_skew,
                 max_lifetime=system.tokens.max_lifetime,
                 clock=clock,
@@ -159,7 +189,9 @@ async def start_deployment(
             if only is not None and profile.name not in only:
                 continue
             node = node_at(profile.name, profile.listen)
-            running.clients[profile.name] = UserEquipment(node, profile.user, deployment)
+            running.clients[profile.name] = UserEquipment(
+                node, profile.user, deployment, profile.password
+            )
             await start_node(node)
             running.nodes.append(node)
         for name, ue in running.clients.items():

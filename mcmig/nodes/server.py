@@ -290,7 +290,7 @@ class McServer:
         if body.access_token is None:
             return self.fail(request, Cause.BAD_REQUEST, "missing access-token")
         try:
-            claims = self.verifier.verify(body.access_token, user)
+            claims = await self.verifier.check(body.access_token, user)
         except TokenError as exc:
             return self.refuse_token(request, user, exc)
         primary = system_domain(user)
@@ -458,7 +458,7 @@ class McServer:
         if body.access_token is None:
             return self.fail(request, Cause.BAD_REQUEST, "missing access-token")
         try:
-            self.verifier.verify(body.access_token, user)
+            await self.verifier.check(body.access_token, user)
         except TokenError as exc:
             return self.refuse_token(request, user, exc)
         uri = parse_sip_uri(user)

@@ -9,14 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from mcmig.errors import UsageError
+from mcmig.idms.login import LoginError, access_token_for
 from mcmig.mc.body import CONTENT_TYPE, MigrationRelease, encode
-from mcmig.mc.tokens import issue_token
 from mcmig.node.runtime import SipNode
 from mcmig.nodes.client import McClient, MigrationOutcome
 from mcmig.nodes.phone import Answerer, CallOutcome, place_call
 from mcmig.nodes.topology import entry_server
 from mcmig.profiles import Deployment
-from mcmig.profiles.keys import idms_key
 from mcmig.sip.message import Request, Response
 from mcmig.sip.peer import TransportAddress
 from mcmig.sip.requests import make_request
@@ -25,8 +24,11 @@ from mcmig.sip.uri import SipUri, parse_sip_uri
 
 
 class UserEquipment:
-    def __init__(self, node: SipNode, user: str, deployment: Deployment) -> None:
+    def __init__(
+        self, node: SipNode, user: str, deployment: Deployment, password: str | None = None
+    ) -> None:
         self.node = node
+        self._password = password
         self.user = user
         self.deployment = deployment
         self.home_domain = parse_sip_uri(user).host.lower()
@@ -56,12 +58,23 @@ class UserEquipment:
         server = entry_server(system, parse_sip_uri(self.user))
         return system.migration_psi, server.listen.address()
 
+    async def authorize(self, domain: str) -> str:
+        """An access token for ``domain``'s servers, from the IdMSs (log in at
+        home; for a partner, exchange and the partner's grant)."""
+        if self._password is None:
+            raise UsageError(f"no password for {self.user}: give credentials, or a token")
+        try:
+            return await access_token_for(self.deployment, self.user, self._password, domain)
+        except LoginError as exc:
+            self.tell(f"authorization for {domain}: {exc}")
+            raise
+
     async def migrate(self, domain: str, token: str | None = None) -> MigrationOutcome:
         """Service authorization in ``domain``: a partner, or our own system (going home)."""
         system = self.deployment.system(domain)
         if system is None:
             raise UsageError(f"no system {domain} in the profile")
-        token = token or issue_token(idms_key(system), system.domain, self.user)
+        token = token or await self.authorize(system.domain)
         psi, server = self._system(domain)
         outcome = await McClient(self.node, self.user).migrate(psi, server, token)
         if outcome.accepted:

@@ -5,9 +5,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import socket
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
 
 import yaml
 
@@ -21,12 +19,12 @@ from mcmig.mc.policy import (
     parse_pattern,
 )
 from mcmig.profiles.coverage import shared_user, unserved_user
+from mcmig.profiles.idms_section import credential, idms_profile
 from mcmig.profiles.model import (
     ClientProfile,
     Deployment,
     GatewayProfile,
     HostPort,
-    IdmsProfile,
     Peer,
     RegistryProfile,
     ServerProfile,
@@ -35,77 +33,13 @@ from mcmig.profiles.model import (
     Timeouts,
     TokenRules,
 )
+from mcmig.profiles.node import ProfileError, ProfileNode
 from mcmig.sip.errors import SipParseError
 from mcmig.sip.uri import is_host, parse_sip_uri
 from mcmig.transport.base import split_hostport
 from mcmig.transport.tls import TlsProfile
 
-T = TypeVar("T")
-
-
-class ProfileError(Exception):
-    """A profile that cannot be used; the message says where and why."""
-
-
-class _Node:
-    """A YAML mapping with the path that led to it, for error messages."""
-
-    def __init__(self, data: Any, path: str, file: Path) -> None:
-        self.file = file
-        self.path = path
-        if not isinstance(data, dict):
-            self.fail(f"expected a mapping, found {type(data).__name__}")
-        for key in data:
-            if not isinstance(key, str):  # YAML allows numbers, lists, null as keys
-                self.fail(f"key {key!r} is not a name")
-        self.data: dict[str, Any] = data
-
-    def fail(self, message: str, key: str | None = None) -> None:
-        where = ".".join(p for p in (self.path, key) if p)
-        raise ProfileError(f"{self.file}: {where or '(top)'}: {message}")
-
-    def only(self, *keys: str) -> None:
-        unknown = sorted(set(self.data) - set(keys))
-        if unknown:
-            self.fail(f"unknown key {unknown[0]!r} (known: {', '.join(keys)})")
-
-    def get(self, key: str, kind: type[T], default: T | None = None) -> T:
-        if key not in self.data:
-            if default is None:
-                self.fail("missing", key)
-            return default  # type: ignore[return-value]
-        value = self.data[key]
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-            self.fail(f"expected {kind.__name__}, found {type(value).__name__}", key)
-        return value  # type: ignore[no-any-return]
-
-    def child(self, key: str) -> _Node:
-        return _Node(self.get(key, dict), f"{self.path}.{key}".lstrip("."), self.file)
-
-    def items(self, key: str, default: list[Any] | None = None) -> list[_Node]:
-        values = self.get(key, list, default)
-        return [
-            _Node(v, f"{self.path}.{key}[{i}]".lstrip("."), self.file) for i, v in enumerate(values)
-        ]
-
-    def strings(
-        self, key: str, check: Callable[[str], bool] | None = None, what: str = ""
-    ) -> list[str]:
-        values = self.get(key, list, [])
-        for i, v in enumerate(values):
-            if not isinstance(v, str) or (check is not None and not check(v)):
-                self.fail(f"{v!r} is not {what or 'a string'}", f"{key}[{i}]")
-        return list(values)
-
-    def hostport(self, key: str) -> HostPort:
-        text = self.get(key, str)
-        try:
-            host, port = split_hostport(text)
-        except ValueError as exc:
-            self.fail(str(exc), key)
-        return HostPort(host, port)
+_Node = ProfileNode
 
 
 def _domain(text: str) -> bool:
@@ -135,22 +69,26 @@ def load_deployment(path: Path | str) -> Deployment:
     systems = tuple(_system(node, path.parent) for node in top.items("systems"))
     if not systems:
         top.fail("no systems", "systems")
-    clients = tuple(_client(node, {s.domain for s in systems}) for node in top.items("clients", []))
+    domains = {s.domain for s in systems}
+    clients = tuple(_client(node, domains, path.parent) for node in top.items("clients", []))
     deployment = Deployment(top.get("deployment", str), path, systems, clients)
     _check_unique(top, deployment)
     return deployment
 
 
-def _client(node: _Node, domains: set[str]) -> ClientProfile:
-    node.only("name", "user", "listen", "migrate_to")
+def _client(node: _Node, domains: set[str], base: Path) -> ClientProfile:
+    node.only("name", "user", "listen", "migrate_to", "credentials")
     user = node.get("user", str)
     if not _sip_uri(user) or "@" not in user:
         node.fail(f"{user!r} is not an MC service ID", "user")
     target = node.data.get("migrate_to")
     if target is not None and (not isinstance(target, str) or target.lower() not in domains):
         node.fail(f"{target!r} is not a system of this deployment", "migrate_to")
+    password = None
+    if "credentials" in node.data:
+        password = credential(node, base, user)
     return ClientProfile(
-        node.get("name", str), user, node.hostport("listen"), target and target.lower()
+        node.get("name", str), user, node.hostport("listen"), target and target.lower(), password
     )
 
 
@@ -177,11 +115,7 @@ def _system(node: _Node, base: Path) -> SystemProfile:
     psi = node.get("migration_psi", str, f"sip:migration@{domain}")
     if not _sip_uri(psi):
         node.fail(f"{psi!r} is not a SIP URI", "migration_psi")
-    idms = node.child("idms")
-    idms.only("issuer", "kid", "key")
-    key_file = (base / idms.get("key", str)).resolve()
-    if not key_file.is_file():
-        idms.fail(f"no such key file {key_file}", "key")
+    idms = idms_profile(node.child("idms"), base, domain)
     servers = _servers(node)
     gateways = _gateways(node, base)
     peers = []
@@ -245,7 +179,7 @@ def _system(node: _Node, base: Path) -> SystemProfile:
         call_max_duration=call_max_duration,
         domain=domain,
         migration_psi=psi,
-        idms=IdmsProfile(idms.get("issuer", str), idms.get("kid", str), key_file),
+        idms=idms,
         servers=servers,
         gateways=gateways,
         peers=tuple(peers),

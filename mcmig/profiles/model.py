@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -93,11 +94,23 @@ class Peer:
 
 @dataclass(frozen=True)
 class IdmsProfile:
-    """The system's identity management server: who signs its access tokens."""
+    """The system's identity management server (mcmig.idms): an OpenID Connect
+    provider at ``issuer``, which is also the HTTPS address it listens on."""
 
-    issuer: str
-    kid: str
-    key_file: Path  # PEM; a private key lets `mcmig token issue` sign (demo only)
+    issuer: str  # https://host:port
+    key_files: tuple[Path, ...]  # PEM private keys; the first signs, all are published
+    tls_cert: Path
+    tls_key: Path
+    tls_ca: Path  # the CA others check this IdMS's certificate against
+    name: str
+    # user name -> Argon2id hash (PHC string) of the password
+    accounts: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)
+    token_lifetime: float = 3600.0  # seconds an access token it issues is valid
+
+    @property
+    def listen(self) -> HostPort:
+        host, _, port = self.issuer.removeprefix("https://").rpartition(":")
+        return HostPort(host.strip("[]"), int(port))
 
 
 @dataclass(frozen=True)
@@ -189,6 +202,8 @@ class ClientProfile:
     user: str  # MC service ID
     listen: HostPort
     migrate_to: str | None = None  # partner system to migrate to once started
+    # for the IdMS login (from the credentials file the profile names)
+    password: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -206,6 +221,7 @@ class Deployment:
         for system in self.systems:
             names += [n for s in system.servers for n in s.instance_names()]
             names += [g.name for g in system.gateways]
+            names.append(system.idms.name)
         return names
 
     def node_hosts(self, only: set[str] | None = None) -> set[str]:
@@ -221,6 +237,8 @@ class Deployment:
             for gateway in system.gateways:
                 if wanted(gateway.name):
                     hosts |= {gateway.internal.host, gateway.external.host}
+            if wanted(system.idms.name):
+                hosts.add(system.idms.listen.host)
         return hosts
 
     def find_server(self, name: str) -> tuple[SystemProfile, ServerProfile] | None:

@@ -8,7 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from mcmig.commands.migrate import token_for
 from mcmig.compiled import PURE_VARIABLE
+from mcmig.profiles import load_deployment
 from tests.support.tools import (
     ROOT,
     Mcmig,
@@ -19,6 +21,9 @@ from tests.support.tools import (
 )
 
 mcmig = run_mcmig
+
+CREDENTIALS = ("--credentials", "sip_profiles/keys/demo-credentials.yaml")
+DEMO = load_deployment(ROOT / "sip_profiles" / "demo.yaml")
 
 
 def test_help_lists_the_commands() -> None:
@@ -53,8 +58,10 @@ def test_compile_status_and_pure_python() -> None:
 
 
 def test_migrate_to_a_stopped_partner_says_so_once() -> None:
+    # a hand-made token: nothing runs, not even the IdMSs
+    token = token_for(DEMO, "partner.example", "sip:alice@primary.example")
     args = ("--profile", "sip_profiles/demo.yaml", "--user", "sip:alice@primary.example")
-    args += ("--partner", "partner.example", "--listen", "127.0.2.100:0")
+    args += ("--partner", "partner.example", "--listen", "127.0.2.100:0", "--token", token)
     down = mcmig("migrate", *args)
     assert down.returncode == 1
     assert down.stdout.startswith("503") and "unreachable" in down.stdout
@@ -77,6 +84,7 @@ def test_up_migrate_registry(tmp_path: Path) -> None:
             "partner.example",
             "--listen",
             "127.0.2.100:0",
+            *CREDENTIALS,
         )
         assert ok.returncode == 0, ok.stderr
         assert ok.stdout.startswith("200 OK")
@@ -90,9 +98,11 @@ def test_up_migrate_registry(tmp_path: Path) -> None:
             "partner.example",
             "--listen",
             "127.0.2.100:0",
+            *CREDENTIALS,
         )
         assert refused.returncode == 1
-        assert "403 Forbidden migration-not-permitted (from primary.example)" in refused.stdout
+        # bob's IdMS refuses the exchange: his profile lets him migrate nowhere
+        assert "token exchange refused by https://127.0.1.20:8443: invalid_target" in refused.stdout
         shown = mcmig(
             "registry",
             "show",
@@ -228,7 +238,8 @@ def test_demo_of_systems_as_deployed_shows_who_answered_each_case() -> None:
     rows = {line[:30].strip(): line.split()[-1] for line in table}
     assert rows["alice may migrate"] == "primary-a"
     assert rows["erin may migrate to partner2"] == "primary-b"
-    assert rows["unknown user"] == "primary-gw1"
+    assert rows["unknown user"] == "primary-idms"
+    assert rows["unknown user, hand-made token"] == "primary-gw1"
     assert rows["alice to a third system"] == "gina-ue"
     assert rows["third system calls alice"] == "alice-ue"
     assert rows["reply to her temporary id"] == "alice-ue"
@@ -256,6 +267,7 @@ def test_client_send_release(tmp_path: Path) -> None:
                 "127.0.2.101:0",
                 "--migrate-to",
                 "partner2.example",
+                *CREDENTIALS,
             ],
             input="bogus\nquit\n",
             capture_output=True,
@@ -318,7 +330,7 @@ def test_up_on_uvloop_serves_migrations_and_refuses_tls_profiles(tmp_path: Path)
         try:
             for user, expected in (
                 ("sip:alice@primary.example", "200 OK"),
-                ("sip:bob@primary.example", "403 Forbidden migration-not-permitted"),
+                ("sip:bob@primary.example", "token exchange refused"),
             ):
                 outcome = mcmig(
                     "migrate",
@@ -330,6 +342,7 @@ def test_up_on_uvloop_serves_migrations_and_refuses_tls_profiles(tmp_path: Path)
                     "partner.example",
                     "--listen",
                     "127.0.2.100:0",
+                    *CREDENTIALS,
                 )
                 assert outcome.stdout.startswith(expected), outcome.stdout + outcome.stderr
         finally:

@@ -12,6 +12,7 @@ from mcmig.node.runtime import SipNode
 from mcmig.nodes.client import McClient, MigrationOutcome
 from mcmig.nodes.deployment import start_deployment
 from mcmig.profiles import load_deployment
+from mcmig.profiles.keys import profile_keys
 from mcmig.transport.memory import Faults, MemoryNetwork
 from tests.support.tools import ROOT
 
@@ -26,7 +27,9 @@ async def _scenario(
 ) -> tuple[dict[str, list[MigrationOutcome]], set[str], dict[str, int], MemoryNetwork]:
     deployment = load_deployment(ROOT / "sip_profiles/demo.yaml")
     network = MemoryNetwork(Faults(loss=0.2, duplicate=0.1, max_delay=0.05, seed=4))
-    running = await start_deployment(deployment, state, network=network)
+    running = await start_deployment(
+        deployment, state, network=network, token_keys=profile_keys, run_idms=False
+    )
     running.servers["primary-server"].processed = Counter()
     client = SipNode("client", "127.0.2.100", 5062, network=network)
     await client.start()

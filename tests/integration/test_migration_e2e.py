@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from mcmig.commands.demo import forged_token
 from mcmig.mc.body import CONTENT_TYPE, MigrationRequest, encode
-from mcmig.mc.tokens import IdmsKey, generate_private_key, issue_token
+from mcmig.mc.tokens import issue_token
 from mcmig.profiles import Deployment
 from mcmig.sip.message import Request
 from mcmig.sip.peer import TransportAddress
@@ -74,14 +75,7 @@ def test_repeat_is_idempotent(lab: Lab) -> None:
 
 
 def _forged(lab: Lab, user: str) -> str:
-    system = lab.deployment.system("partner.example")
-    assert system is not None
-    stranger = generate_private_key()
-    return issue_token(
-        IdmsKey(system.idms.issuer, system.idms.kid, stranger.public_key(), stranger),
-        "partner.example",
-        user,
-    )
+    return forged_token(lab.deployment, user)
 
 
 @pytest.mark.parametrize(

@@ -68,7 +68,7 @@ def wait_until_idle(lab: Lab, extra: list[SipNode], within: float) -> dict[str, 
 def test_slow_primary_gives_504_in_time_and_leaks_nothing(tmp_path: Path) -> None:
     lab = Lab("sip_profiles/demo-tls.yaml", tmp_path)
     lab.start(
-        only={"partner-server", "partner-gw", "primary-gw"},
+        only={"partner-server", "partner-idms", "partner-gw", "primary-gw"},
         timers=TIMERS,
         transport=TransportConfig(idle_timeout=IDLE),
     )
@@ -118,7 +118,7 @@ def test_slow_primary_gives_504_in_time_and_leaks_nothing(tmp_path: Path) -> Non
 def test_primary_system_down_gives_504_at_once_and_leaks_nothing(tmp_path: Path) -> None:
     lab = Lab("sip_profiles/demo-tls.yaml", tmp_path)
     lab.start(
-        only={"partner-server", "partner-gw"},
+        only={"partner-server", "partner-idms", "partner-gw"},
         timers=TIMERS,
         transport=TransportConfig(idle_timeout=IDLE),
     )

@@ -260,7 +260,8 @@ def test_a_peer_written_by_host_name_is_known_by_its_address(tmp_path: Path) -> 
     text = text.replace("127.0.2.10:5060", "127.0.0.1:5064").replace(
         "address: 127.0.0.1:5064", "address: localhost:5064"
     )
-    text = text.replace("key: keys/", f"key: {ROOT}/sip_profiles/keys/")
+    text = text.replace("keys/", f"{ROOT}/sip_profiles/keys/")
+    text = text.replace("certs/", f"{ROOT}/sip_profiles/certs/")
     path = tmp_path / "named.yaml"
     path.write_text(text)
     deployment = load_deployment(path)

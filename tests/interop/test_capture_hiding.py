@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from mcmig.commands.demo import forged_token
 from mcmig.sip.message import Request
 from tests.support.lab import Lab
 from tests.support.tools import Capture, tshark_read
@@ -34,14 +35,7 @@ def _collect(lab: Lab, inner_call_ids: set[str]) -> int:
 
 
 def _forged(lab: Lab, user: str) -> str:
-    from mcmig.mc.tokens import IdmsKey, generate_private_key, issue_token
-
-    system = lab.deployment.system("partner.example")
-    assert system is not None
-    k = generate_private_key()
-    return issue_token(
-        IdmsKey(system.idms.issuer, system.idms.kid, k.public_key(), k), "partner.example", user
-    )
+    return forged_token(lab.deployment, user)
 
 
 def test_no_inner_byte_on_the_external_link(tmp_path: Path) -> None:

@@ -16,7 +16,9 @@ NODES = ["primary-server", "primary-gw", "partner-gw", "partner-server"]
 
 
 def _up(node: str, state: Path) -> Mcmig:
-    return Mcmig("up", "sip_profiles/demo.yaml", "--only", node, "--state-dir", str(state))
+    # the partner server's process runs its IdMS too, whose JWKS it verifies tokens with
+    only = f"{node},partner-idms" if node == "partner-server" else node
+    return Mcmig("up", "sip_profiles/demo.yaml", "--only", only, "--state-dir", str(state))
 
 
 async def _load(
@@ -42,6 +44,9 @@ async def _load(
             partner.migration_psi, partner.servers[0].listen.address(), token
         )
         outcomes[user] = outcome.status
+        if outcome.status not in (200, 504):
+            print(f"{user}: {outcome}")  # shown with a failure: who answered what
+            assert outcome.status == 503 and outcome.cause == "overloaded", str(outcome)
 
     async def crasher() -> None:
         if crash is None:
@@ -70,7 +75,9 @@ def test_kill_9_of_the_primary_server_loses_no_acknowledged_migration(tmp_path: 
         failed = {u: s for u, s in outcomes.items() if s != 200}
         # down longer than the gateway's 4 s leg timeout: some fail, many got through
         assert acknowledged and failed
-        assert set(failed.values()) <= {504}  # clean failures while it was down
+        # clean failures while it was down: 504, or 503 overloaded once the partner
+        # server holds 256 requests waiting for the dead primary (100/s for ~3 s)
+        assert set(failed.values()) <= {503, 504}
         # after the restart, service resumes
         later = asyncio.run(_load(1000, 20, 50.0, None, procs, tmp_path))
         assert set(later.values()) == {200}

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,9 +18,8 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-import yaml
 
-from mcmig.bench.pool import start_dispatcher
+from mcmig.bench.pool import INSTANCES, pool_profile, start_dispatcher
 from mcmig.bench.postgres import PostgresCluster
 from mcmig.mc.tokens import issue_token
 from mcmig.node.runtime import SipNode
@@ -32,7 +30,6 @@ from mcmig.sip.peer import TransportAddress
 from tests.support.tools import ROOT
 
 POOL = "127.0.1.10"  # Kamailio: the primary server's address in the profile
-INSTANCES = ["127.0.1.11:5060", "127.0.1.12:5060"]
 PARTNER_SERVER = TransportAddress("UDP", "127.0.2.10", 5060)
 
 
@@ -103,19 +100,15 @@ def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pool]:
     dispatcher = None
     try:
         dsn = cluster.createdb("primary")
-        data = yaml.safe_load((ROOT / "sip_profiles/demo.yaml").read_text())
-        primary = data["systems"][0]
-        primary["registry"] = {"engine": "postgresql", "dsn": dsn}
-        primary["servers"][0]["instances"] = INSTANCES
-        shutil.copytree(ROOT / "sip_profiles/keys", folder / "keys")
-        profile = folder / "pool.yaml"
-        profile.write_text(yaml.safe_dump(data))
+        profile = pool_profile(folder, "postgresql", dsn, len(INSTANCES))
         state = folder / "state"
         state.mkdir()
         dispatcher = start_dispatcher(folder / "kamailio", f"{POOL}:5060", INSTANCES)
         for name in ("primary-server-1", "primary-server-2"):
             processes[name] = mcmig_up(profile, state, name)
-        processes["rest"] = mcmig_up(profile, state, "primary-gw,partner-gw,partner-server")
+        processes["rest"] = mcmig_up(
+            profile, state, "primary-gw,partner-gw,partner-server,partner-idms"
+        )
         time.sleep(2.5)  # the dispatcher's first probes (1 s apart) find both instances
         yield profile, dsn, processes, cluster
     finally:

@@ -51,7 +51,7 @@ def test_foreign_gateway_into_primary_gw(tmp_path: Path) -> None:
 
 def test_partner_gw_toward_a_sipp_primary_system(tmp_path: Path) -> None:
     lab = Lab("sip_profiles/demo.yaml", tmp_path / "state")
-    lab.start(only={"partner-server", "partner-gw"})
+    lab.start(only={"partner-server", "partner-idms", "partner-gw"})
     assert lab.running is not None
     sent: list[Request] = []
     gw_out = next(n for n in lab.running.nodes if n.name == "partner-gw/external")

@@ -30,17 +30,18 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from mcmig.capture.trace import Trace
+from mcmig.commands.migrate import token_for
 from mcmig.mc.policy import PrimaryPolicy, UserRule, UserSelector, VisitorPolicy
 from mcmig.node.runtime import SipNode
 from mcmig.nodes.deployment import RunningDeployment, start_deployment
 from mcmig.nodes.topology import entry_server
 from mcmig.nodes.ue import UserEquipment, send_data
+from mcmig.profiles.keys import profile_keys
 from mcmig.profiles.model import (
     ClientProfile,
     Deployment,
     GatewayProfile,
     HostPort,
-    IdmsProfile,
     Peer,
     ServerProfile,
     SystemProfile,
@@ -49,6 +50,7 @@ from mcmig.profiles.model import (
 from mcmig.sip.message import Request
 from mcmig.sip.uri import parse_sip_uri
 from mcmig.transport.memory import MemoryNetwork
+from tests.support.idms import idms_of
 from tests.support.tools import ROOT
 
 KEY = ROOT / "sip_profiles" / "keys" / "primary-idms.pem"
@@ -183,7 +185,7 @@ def build(spec: Spec) -> Deployment:
             SystemProfile(
                 domain=domain(i),
                 migration_psi=f"sip:migration@{domain(i)}",
-                idms=IdmsProfile(f"https://idms.{domain(i)}", f"k{i}", KEY),
+                idms=idms_of(domain(i), KEY, 8443 + i),
                 servers=servers,
                 gateways=gateways,
                 peers=tuple(address_of(spec, i, j) for j in sorted(spec.peers[i])),
@@ -201,7 +203,6 @@ def build(spec: Spec) -> Deployment:
             f"ue-{i}-{u}",
             f"sip:{u}@{domain(i)}",
             HostPort(f"127.0.26.{10 * i + k}", 5062),
-            domain(i) if u == HOME_USER else None,
         )
         for i in range(1, spec.systems + 1)
         for k, u in enumerate([*USERS, HOME_USER])
@@ -289,7 +290,13 @@ async def _run(
     spec: Spec, deployment: Deployment, state: Path, ops: list[tuple[str, int, str, int]]
 ) -> None:
     network = MemoryNetwork()
-    running = await start_deployment(deployment, state, network=network)
+    running = await start_deployment(
+        deployment, state, network=network, token_keys=profile_keys, run_idms=False
+    )
+    for i in range(1, spec.systems + 1):
+        # the home user binds its Contact at home, with a token of its own IdMS
+        ue = running.clients[f"ue-{i}-{HOME_USER}"]
+        await ue.migrate(domain(i), token_for(deployment, domain(i), ue.user))
     trace = Trace()
     callers = {
         i: SipNode(f"caller-{i}", f"{inside(i)}50", 5070, network=network)
@@ -309,7 +316,8 @@ async def _run(
             trace.clear()
             where = current.get((home, user))
             if kind == "migrate" and other != home:
-                outcome = await ue.migrate(domain(other))
+                token = token_for(deployment, domain(other), ue.user)
+                outcome = await ue.migrate(domain(other), token)
                 status, cause, who = expected_migration(spec, deployment, home, user, other)
                 assert (outcome.status, outcome.cause) == (status, cause), (home, user, other)
                 assert trace.originator(status) == who

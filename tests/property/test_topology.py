@@ -22,14 +22,13 @@ from mcmig.profiles.coverage import shared_user, unserved_user
 from mcmig.profiles.model import (
     GatewayProfile,
     HostPort,
-    IdmsProfile,
     Peer,
     ServerProfile,
     SystemProfile,
     TemporaryIdKeys,
 )
 from mcmig.sip.uri import parse_sip_uri
-from tests.support.tools import ROOT
+from tests.support.idms import idms_of
 
 PREFIXES = ["u", "ops-", "o"]
 WIDTH = 2  # numbered users u00..u99: few enough to check every one
@@ -94,7 +93,7 @@ def system(servers: int, gateways: dict[str, int], keys: int = 1) -> SystemProfi
     return SystemProfile(
         domain="home.example",
         migration_psi="sip:migration@home.example",
-        idms=IdmsProfile("https://idms", "k", ROOT / "sip_profiles/keys/primary-idms.pem"),
+        idms=idms_of("home.example"),
         servers=tuple(
             ServerProfile(
                 n,

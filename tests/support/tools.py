@@ -17,6 +17,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mcmig.commands.migrate import token_for
+from mcmig.profiles import load_deployment
+
 ROOT = Path(__file__).resolve().parents[2]
 SIPP_DIR = ROOT / "sipp"
 
@@ -209,9 +212,16 @@ def demo_with_tcp_between_peers(tag: str) -> Iterator[Path]:
 
 
 def migrate_in_demo(
-    user: str = "sip:alice@primary.example", listen: str = "127.0.2.100:0"
+    user: str = "sip:alice@primary.example", listen: str = "127.0.2.100:0", hand_made: bool = False
 ) -> subprocess.CompletedProcess[str]:
-    """`mcmig migrate` of ``user`` to partner.example in a running demo.yaml deployment."""
+    """`mcmig migrate` of ``user`` to partner.example in a running demo.yaml deployment:
+    logged in at the IdMS with the demo credentials, or with a hand-made token
+    (``hand_made``: to reach the SIP checks behind the IdMS's)."""
+    if hand_made:
+        demo = load_deployment(ROOT / "sip_profiles" / "demo.yaml")
+        login = ("--token", token_for(demo, "partner.example", user))
+    else:
+        login = ("--credentials", "sip_profiles/keys/demo-credentials.yaml")
     return run_mcmig(
         "migrate",
         "--profile",
@@ -222,6 +232,7 @@ def migrate_in_demo(
         "partner.example",
         "--listen",
         listen,
+        *login,
     )
 
 

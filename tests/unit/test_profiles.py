@@ -56,9 +56,10 @@ def _write(tmp_path: Path, mutate, profile: str = "demo.yaml") -> Path:  # type:
     data = yaml.safe_load((PROFILES / profile).read_text())
     mutate(data)
     path = tmp_path / "bad.yaml"
-    (tmp_path / "keys").mkdir(exist_ok=True)
-    for key in (PROFILES / "keys").glob("*"):
-        (tmp_path / "keys" / key.name).write_bytes(key.read_bytes())
+    for folder in ("keys", "certs"):
+        (tmp_path / folder).mkdir(exist_ok=True)
+        for key in (PROFILES / folder).glob("*"):
+            (tmp_path / folder / key.name).write_bytes(key.read_bytes())
     path.write_text(yaml.safe_dump(data))
     return path
 
@@ -83,9 +84,34 @@ def _write(tmp_path: Path, mutate, profile: str = "demo.yaml") -> Path:  # type:
             "backwards",
         ),
         (
-            lambda d: d["systems"][0]["idms"].update(key="keys/missing.pem"),
-            "systems[0].idms.key",
-            "no such key file",
+            lambda d: d["systems"][0]["idms"].update(keys=["keys/missing.pem"]),
+            "systems[0].idms.keys[0]",
+            "no such file",
+        ),
+        (
+            lambda d: d["systems"][0]["idms"].update(issuer="https://idms.primary.example"),
+            "systems[0].idms.issuer",
+            "https://<IP address>:<port>",
+        ),
+        (
+            lambda d: d["systems"][0]["idms"].update(issuer="http://127.0.1.20:8443"),
+            "systems[0].idms.issuer",
+            "https://<IP address>:<port>",
+        ),
+        (
+            lambda d: d["systems"][0]["idms"].update(keys=[]),
+            "systems[0].idms.keys",
+            "at least one signing key",
+        ),
+        (
+            lambda d: d["systems"][0]["idms"].update(accounts={"alice": "plaintext"}),
+            "systems[0].idms.accounts",
+            "Argon2",
+        ),
+        (
+            lambda d: d["systems"][0]["idms"].update(kid="primary-idms-demo"),
+            "systems[0].idms",
+            "unknown key 'kid'",
         ),
         (
             lambda d: d["systems"][1]["servers"][0].update(listen="127.0.1.10:5060"),
@@ -188,7 +214,11 @@ def test_any_bytes_give_a_deployment_or_a_profile_error(
 def test_a_key_that_is_not_a_name_is_a_profile_error(tmp_path: Path) -> None:
     text = (PROFILES / "demo.yaml").read_text()
     path = tmp_path / "p.yaml"
-    path.write_text(text.replace("kid: primary-idms-demo", "kid: primary-idms-demo\n      5060: x"))
+    path.write_text(
+        text.replace(
+            "keys: [keys/primary-idms.pem]", "keys: [keys/primary-idms.pem]\n      5060: x"
+        )
+    )
     with pytest.raises(ProfileError, match="key 5060 is not a name"):
         load_deployment(path)
 

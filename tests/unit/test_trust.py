@@ -15,8 +15,9 @@ from mcmig.mc.identities import new_temporary_id
 from mcmig.mc.policy import PrimaryPolicy, VisitorPolicy
 from mcmig.nodes.trust import Border, canonical_host, claim_refusal, release_refusal
 from mcmig.profiles.loader import ProfileError, load_deployment
-from mcmig.profiles.model import GatewayProfile, HostPort, IdmsProfile, Peer, SystemProfile
+from mcmig.profiles.model import GatewayProfile, HostPort, Peer, SystemProfile
 from mcmig.sip.peer import TransportAddress
+from tests.support.idms import idms_of
 
 PARTNER = Peer("partner.example", HostPort("127.0.9.2", 5060))
 ALICE = "sip:alice@primary.example"
@@ -26,7 +27,7 @@ def _system(peers: tuple[Peer, ...], gateway: GatewayProfile | None = None) -> S
     return SystemProfile(
         domain="primary.example",
         migration_psi="sip:migration@primary.example",
-        idms=IdmsProfile("https://idms", "k", Path("/dev/null")),
+        idms=idms_of("primary.example"),
         servers=(),
         gateways=() if gateway is None else (gateway,),
         peers=peers,
@@ -119,7 +120,12 @@ def test_any_address_is_found_however_it_is_written(address: object) -> None:
 
 def test_a_host_name_peer_is_resolved_when_the_profile_loads(tmp_path: Path) -> None:
     root = Path(__file__).resolve().parents[2] / "sip_profiles"
-    text = (root / "direct.yaml").read_text().replace("key: keys/", f"key: {root}/keys/")
+    text = (
+        (root / "direct.yaml")
+        .read_text()
+        .replace("keys/", f"{root}/keys/")
+        .replace("certs/", f"{root}/certs/")
+    )
     named = tmp_path / "named.yaml"
     named.write_text(text.replace("address: 127.0.2.10:5060", "address: localhost:5060"))
     primary = load_deployment(named).system("primary.example")
