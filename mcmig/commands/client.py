@@ -10,7 +10,7 @@ import sys
 from mcmig.commands.common import EXIT_OK, EXIT_SIP_FAILURE, listen_address, load
 from mcmig.commands.migrate import password_of
 from mcmig.errors import UsageError
-from mcmig.idms.login import LoginError
+from mcmig.idms.errors import LoginError
 from mcmig.mc.body import BodyError, service_id_uri
 from mcmig.node.runtime import SipNode, SipTimeoutError, SipTransportError
 from mcmig.nodes.phone import place_call, warning_text

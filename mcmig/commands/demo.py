@@ -20,7 +20,7 @@ from mcmig.capture.trace import Trace, TraceEntry
 from mcmig.commands.common import EXIT_OK, EXIT_SIP_FAILURE, load
 from mcmig.commands.migrate import migrate_once, token_for
 from mcmig.errors import UsageError
-from mcmig.idms.login import LoginError, access_token_for
+from mcmig.idms.errors import LoginError
 from mcmig.mc.tokens import IdmsKey, generate_private_key, issue_token
 from mcmig.node.runtime import SipNode
 from mcmig.nodes.deployment import RunningDeployment, start_deployment
@@ -166,6 +166,8 @@ async def token_of(deployment: Deployment, case: Case, steps: list[str]) -> str:
         return forged_token(deployment, case.user)
     if case.token == "hand-made":
         return token_for(deployment, case.partner, case.user)
+    from mcmig.idms.login import access_token_for  # aiohttp: only when logging in
+
     passwords = read_credentials(deployment.path.parent / CREDENTIALS)
     password = passwords.get(case.user, "not-a-demo-user")
     return await access_token_for(deployment, case.user, password, case.partner, steps)

@@ -13,7 +13,7 @@ import yaml
 
 from mcmig.commands.common import EXIT_OK, EXIT_SIP_FAILURE, listen_address, load
 from mcmig.errors import UsageError
-from mcmig.idms.login import LoginError, access_token_for
+from mcmig.idms.errors import LoginError
 from mcmig.mc.body import BodyError, service_id_uri
 from mcmig.mc.tokens import issue_token
 from mcmig.node.runtime import SipNode
@@ -106,6 +106,8 @@ def run_migrate(args: argparse.Namespace) -> int:
         token = args.token
         if token is None:
             assert password is not None
+            from mcmig.idms.login import access_token_for  # aiohttp: only when logging in
+
             steps: list[str] = []
             try:
                 token = await access_token_for(deployment, args.user, password, args.partner, steps)

@@ -8,14 +8,20 @@ other settings keep verifying.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 _HASHER = PasswordHasher()
-# Verified when the user is unknown, so that an unknown name takes as long
-# as a wrong password (no user enumeration by timing).
-_DUMMY = _HASHER.hash("no such user")
+
+
+@cache
+def _dummy() -> str:
+    """Verified when the user is unknown, so that an unknown name takes as long
+    as a wrong password (no user enumeration by timing). Made on first use: a
+    hash costs what a login costs, and importing this module should not."""
+    return _HASHER.hash("no such user")
 
 
 def hash_password(password: str) -> str:
@@ -25,6 +31,6 @@ def hash_password(password: str) -> str:
 def check_password(hashes: Mapping[str, str], user: str, password: str) -> bool:
     stored = hashes.get(user)
     try:
-        return _HASHER.verify(stored or _DUMMY, password) and stored is not None
+        return _HASHER.verify(stored or _dummy(), password) and stored is not None
     except (VerificationError, InvalidHashError):
         return False

@@ -33,20 +33,22 @@ from authlib.oidc.core.grants import OpenIDCode
 from joserfc.jwk import ECKey, KeySet
 
 from mcmig.idms.models import (
-    JWT_BEARER,
-    MC_SCOPES,
-    TOKEN_EXCHANGE,
     AuthorizationCode,
     PeerIssuer,
     RefreshGrantRecord,
+)
+from mcmig.idms.vocabulary import (
+    ACCESS_TOKEN_TYPE,
+    JWT_BEARER,
+    JWT_TOKEN_TYPE,
+    MC_SCOPES,
+    TOKEN_EXCHANGE,
 )
 from mcmig.mc.tokens import TokenError
 
 if TYPE_CHECKING:
     from mcmig.idms.provider import IdentityProvider
 
-ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
-JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"
 ASSERTION_LIFETIME = 300  # seconds an exchanged token may be presented to the partner IdMS
 
 

@@ -18,25 +18,20 @@ from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 
-from mcmig.idms.grants import ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE
-from mcmig.idms.models import DEFAULT_SCOPE, JWT_BEARER, TOKEN_EXCHANGE
-from mcmig.idms.provider import CLIENT_ID, REDIRECT_URI
+from mcmig.idms.errors import LoginError
+from mcmig.idms.vocabulary import (
+    ACCESS_TOKEN_TYPE,
+    CLIENT_ID,
+    DEFAULT_SCOPE,
+    JWT_BEARER,
+    JWT_TOKEN_TYPE,
+    REDIRECT_URI,
+    TOKEN_EXCHANGE,
+)
 from mcmig.mc.jwks import https_client_context
 from mcmig.profiles.model import Deployment
 
 TIMEOUT = 5.0  # seconds for each HTTP exchange
-
-
-class LoginError(Exception):
-    """A step of the login or exchange failed; the text names it and the reason.
-    ``status`` and ``error`` are the IdMS's HTTP status and OAuth error code
-    (0 and "unreachable" when it could not be asked)."""
-
-    def __init__(self, text: str, issuer: str, status: int = 0, error: str = "unreachable") -> None:
-        super().__init__(text)
-        self.issuer = issuer
-        self.status = status
-        self.error = error
 
 
 @dataclass(frozen=True)

@@ -12,15 +12,14 @@ from dataclasses import dataclass, field
 from authlib.oauth2.rfc6749 import AuthorizationCodeMixin, ClientMixin, TokenMixin
 from authlib.oauth2.rfc6749.util import scope_to_list
 
-# TS 33.180 / TS 24.482 scopes for the MC services; "openid" asks for an ID token.
-MC_SCOPES = ("3gpp:mc:ptt_service", "3gpp:mc:data_service", "3gpp:mc:video_service")
-SCOPES = ("openid", *MC_SCOPES)
-DEFAULT_SCOPE = " ".join(SCOPES)
-
-AUTHORIZATION_CODE = "authorization_code"
-REFRESH_TOKEN = "refresh_token"
-TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
-JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+from mcmig.idms.vocabulary import (
+    AUTHORIZATION_CODE,
+    DEFAULT_SCOPE,
+    JWT_BEARER,
+    REFRESH_TOKEN,
+    SCOPES,
+    TOKEN_EXCHANGE,
+)
 
 CODE_LIFETIME = 60.0  # seconds; RFC 6749 recommends at most 10 minutes
 REFRESH_LIFETIME = 8 * 3600.0

@@ -32,26 +32,20 @@ from mcmig.idms.grants import (
     mc_claims,
 )
 from mcmig.idms.models import (
-    JWT_BEARER,
-    MC_SCOPES,
     REFRESH_LIFETIME,
-    SCOPES,
     AuthorizationCode,
     PeerIssuer,
     PublicClient,
     RefreshGrantRecord,
 )
 from mcmig.idms.signing import SigningKeys
+from mcmig.idms.vocabulary import CLIENT_ID, JWT_BEARER, MC_SCOPES, REDIRECT_URI, SCOPES
 from mcmig.mc.jwks import JwksKeys, https_client_context
 from mcmig.mc.tokens import ALGORITHM, IdmsKey, TokenError, TokenVerifier
 from mcmig.profiles.model import Deployment, SystemProfile
 from mcmig.sip.errors import SipParseError
 from mcmig.sip.uri import parse_sip_uri
 
-CLIENT_ID = "mcmig-client"
-# RFC 8252 7.3: a native client's loopback redirect. The headless client reads
-# the code from the redirect's Location and never follows it.
-REDIRECT_URI = "http://127.0.0.1/callback"
 CODE_LIFETIME = 60.0
 
 

@@ -7,10 +7,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from mcmig.idms.http import IdmsServer
-from mcmig.idms.provider import IdentityProvider
-from mcmig.mc.jwks import JwksKeys, https_client_context
 from mcmig.mc.tokens import KeySource, TokenVerifier
 from mcmig.node.runtime import SipNode
 from mcmig.nodes.call_relay import end_calls
@@ -21,6 +19,9 @@ from mcmig.profiles.model import Deployment, HostPort, SystemProfile
 from mcmig.registry import Registry, SqliteRegistry
 from mcmig.registry.postgresql import PostgresRegistry, RegistrySetupError
 from mcmig.sip.timers import TimerConfig
+
+if TYPE_CHECKING:
+    from mcmig.idms.http import IdmsServer
 from mcmig.transport.base import TransportConfig, format_hostport
 from mcmig.transport.memory import MemoryNetwork
 from mcmig.transport.tls import client_context, server_context
@@ -74,10 +75,17 @@ async def open_registry(system: SystemProfile, path: Path, server: str) -> Regis
 
 def published_keys(system: SystemProfile) -> KeySource:
     """The system's IdMS keys as its servers learn them: from its JWKS over HTTPS."""
+    # aiohttp and Authlib take about half a second to import on a slow host;
+    # commands that run no server or IdMS (migrate, token, ladder...) skip them.
+    from mcmig.mc.jwks import JwksKeys, https_client_context
+
     return JwksKeys(system.idms.issuer, https_client_context(system.idms.tls_ca))
 
 
 async def start_idms(system: SystemProfile, deployment: Deployment) -> IdmsServer:
+    from mcmig.idms.http import IdmsServer
+    from mcmig.idms.provider import IdentityProvider
+
     idms = system.idms
     server = IdmsServer(
         IdentityProvider(system, deployment), idms.listen, idms.tls_cert, idms.tls_key

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from mcmig.errors import UsageError
-from mcmig.idms.login import LoginError, access_token_for
+from mcmig.idms.errors import LoginError
 from mcmig.mc.body import CONTENT_TYPE, MigrationRelease, encode
 from mcmig.node.runtime import SipNode
 from mcmig.nodes.client import McClient, MigrationOutcome
@@ -63,6 +63,8 @@ class UserEquipment:
         home; for a partner, exchange and the partner's grant)."""
         if self._password is None:
             raise UsageError(f"no password for {self.user}: give credentials, or a token")
+        from mcmig.idms.login import access_token_for  # aiohttp: only when logging in
+
         try:
             return await access_token_for(self.deployment, self.user, self._password, domain)
         except LoginError as exc:

@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
+import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,9 +25,11 @@ import pytest
 
 from mcmig.commands.migrate import migrate_once
 from mcmig.idms.accounts import check_password
+from mcmig.idms.errors import LoginError
 from mcmig.idms.http import IdmsServer
-from mcmig.idms.login import IdmsClient, LoginError, access_token_for, pkce_pair
-from mcmig.idms.provider import CLIENT_ID, REDIRECT_URI, IdentityProvider
+from mcmig.idms.login import IdmsClient, access_token_for, pkce_pair
+from mcmig.idms.provider import IdentityProvider
+from mcmig.idms.vocabulary import CLIENT_ID, REDIRECT_URI
 from mcmig.mc.jwks import JwksKeys, https_client_context
 from mcmig.mc.policy import VisitorPolicy
 from mcmig.mc.tokens import (
@@ -37,7 +43,7 @@ from mcmig.node.runtime import SipNode
 from mcmig.nodes.deployment import start_deployment
 from mcmig.profiles import Deployment, SystemProfile, load_deployment
 from mcmig.profiles.keys import profile_keys
-from tests.support.tools import ROOT, run_mcmig
+from tests.support.tools import ROOT, Mcmig, run_mcmig
 
 ALICE, BOB = "sip:alice@primary.example", "sip:bob@primary.example"
 PASSWORDS = {ALICE: "alice-demo-password", BOB: "bob-demo-password"}
@@ -130,14 +136,14 @@ def test_discovery_and_jwks_publish_the_public_key_only() -> None:
         async with idms(PRIMARY):
             status, text, _ = await _get(f"{PRIMARY.idms.issuer}/.well-known/openid-configuration")
             assert status == 200
-            meta = __import__("json").loads(text)
+            meta = json.loads(text)
             assert meta["issuer"] == PRIMARY.idms.issuer
             assert meta["code_challenge_methods_supported"] == ["S256"]
             assert (
                 "urn:ietf:params:oauth:grant-type:token-exchange" in meta["grant_types_supported"]
             )
             status, text, headers = await _get(meta["jwks_uri"])
-            keys = __import__("json").loads(text)["keys"]
+            keys = json.loads(text)["keys"]
             assert status == 200 and "max-age" in headers["Cache-Control"]
             assert len(keys) == 1 and "d" not in keys[0] and keys[0]["alg"] == "ES256"
 
@@ -494,3 +500,41 @@ def test_token_issue_signs_with_the_key_given(tmp_path: Path) -> None:
     assert claims["sub"] == ALICE and claims["iss"] == PARTNER.idms.issuer
     # a key the partner IdMS does not publish: its servers refuse the token
     assert jwt.get_unverified_header(token)["kid"] not in set(profile_keys(PARTNER).kids())
+
+
+def test_sighup_makes_a_running_idms_take_the_profile_keys_again(tmp_path: Path) -> None:
+    for material in ("keys", "certs"):
+        shutil.copytree(ROOT / "sip_profiles" / material, tmp_path / material)
+    text = (ROOT / "sip_profiles" / "demo.yaml").read_text()
+    profile = tmp_path / "demo.yaml"
+    profile.write_text(text)
+    _new_key(tmp_path / "keys" / "new.pem")
+    jwks = f"{PRIMARY.idms.issuer}/jwks"
+
+    def kids() -> list[str]:
+        return [k["kid"] for k in json.loads(_run(_get(jwks))[1])["keys"]]
+
+    def reload(keys: str) -> list[str]:
+        before = kids()
+        profile.write_text(text.replace("keys: [keys/primary-idms.pem]", f"keys: [{keys}]"))
+        up.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while kids() == before and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return kids()
+
+    up = Mcmig("up", str(profile), "--only", "primary-idms", "--state-dir", str(tmp_path / "s"))
+    try:
+        (old,) = kids()
+        published = reload("keys/new.pem, keys/primary-idms.pem")
+        assert len(published) == 2 and published[1] == old
+        (new,) = reload("keys/new.pem")
+        assert new == published[0]
+        profile.write_text(text.replace("keys/primary-idms.pem", "keys/missing.pem"))
+        up.proc.send_signal(signal.SIGHUP)
+        time.sleep(1)
+        assert kids() == [new]  # a profile that cannot be used changes nothing
+    finally:
+        assert up.stop() == 0
+    assert "SIGHUP: profile not reloaded, IdMS keys unchanged" in up.stderr
+    assert "Traceback" not in up.stderr
