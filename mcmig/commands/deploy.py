@@ -9,6 +9,7 @@ import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from mcmig import compiled
 from mcmig.capture.attach import Recording
@@ -173,11 +174,27 @@ def reload_idms_keys(running: RunningDeployment, profile: str) -> None:
         )
 
 
+def redacted_dsn(dsn: str) -> str:
+    """A DSN fit for a terminal: any password replaced by ***."""
+    parts = urlsplit(dsn)
+    if parts.password is None:
+        return dsn
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 def pool_instructions(deployment: Deployment, state_dir: Path) -> list[str]:
     """For each server pool: its dispatcher list, written to the state folder, and
-    the Kamailio command that puts the pool's address in front of its instances."""
+    the Kamailio command that puts the pool's address in front of its instances;
+    for each registry on PostgreSQL, what it needs of the database."""
     lines = []
     for system in deployment.systems:
+        if system.registry.engine == "postgresql":
+            lines.append(
+                f"registry of {system.domain}: PostgreSQL 15 or later at "
+                f"{redacted_dsn(system.registry.dsn or '')}; the database must exist "
+                "(createdb) and the user may create tables there; the schema is applied at start"
+            )
         for server in system.servers:
             if not server.instances:
                 continue

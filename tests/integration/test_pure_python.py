@@ -2,7 +2,9 @@
 
 The suite runs the compiled core (tests/unit/test_compiled_core.py); a
 machine without a C compiler runs the same sources as Python, so those stay
-tested here, in a process of their own with MCMIG_PURE=1.
+tested here, in a process of their own with MCMIG_PURE=1, with fewer
+hypothesis examples (the "quick" profile) than the compiled run, which runs
+the same properties on the same sources in full.
 """
 
 from __future__ import annotations
@@ -32,7 +34,11 @@ def test_unit_and_property_tests_pass_on_pure_python() -> None:
             "tests/property",
         ],
         cwd=ROOT,
-        env={**os.environ, PURE_VARIABLE: "1"},
+        env={
+            **os.environ,
+            PURE_VARIABLE: "1",
+            "HYPOTHESIS_PROFILE": os.environ.get("HYPOTHESIS_PROFILE", "quick"),
+        },
         capture_output=True,
         text=True,
         timeout=300,

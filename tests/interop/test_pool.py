@@ -8,84 +8,19 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from mcmig.bench.pool import INSTANCES, pool_profile, start_dispatcher
 from mcmig.bench.postgres import PostgresCluster
-from mcmig.mc.tokens import issue_token
-from mcmig.node.runtime import SipNode
-from mcmig.nodes.client import McClient
-from mcmig.profiles import load_deployment
-from mcmig.profiles.keys import idms_key
-from mcmig.sip.peer import TransportAddress
-from tests.support.tools import ROOT
+from tests.support.pool import Process, mcmig_up, migrate_all, recorded_users
 
 POOL = "127.0.1.10"  # Kamailio: the primary server's address in the profile
-PARTNER_SERVER = TransportAddress("UDP", "127.0.2.10", 5060)
-
-
-class Process:
-    """A child process whose output goes to a file (a pipe left unread would stall it)."""
-
-    def __init__(self, args: list[str], log: Path, ready: str | None, **options: object) -> None:
-        self.log = log
-        self._out = log.open("w")
-        self.proc = subprocess.Popen(
-            args,
-            stdout=self._out,
-            stderr=subprocess.STDOUT,
-            text=True,
-            **options,  # type: ignore[call-overload]
-        )
-        deadline = time.monotonic() + 20
-        while ready is not None and ready not in log.read_text():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise AssertionError(f"{args[:4]} did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.1)
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._out.close()
-
-
-def mcmig_up(profile: Path, state: Path, only: str) -> Process:
-    return Process(
-        [
-            sys.executable,
-            "-m",
-            "mcmig.cli",
-            "up",
-            str(profile),
-            "--state-dir",
-            str(state),
-            "--only",
-            only,
-        ],
-        state / f"{only}.log",
-        "ready",
-        cwd=ROOT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
 
 
 Pool = tuple[Path, str, dict[str, "Process"], PostgresCluster]
@@ -120,56 +55,12 @@ def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pool]:
         cluster.close()
 
 
-async def _migrate_all(
-    profile: Path, users: list[str], rate: float, during: object = None
-) -> dict[str, int]:
-    """Migrate ``users`` at ``rate`` per second; each user's final status."""
-    deployment = load_deployment(profile)
-    partner = deployment.system("partner.example")
-    assert partner is not None
-    key = idms_key(partner)
-    node = SipNode("load", "127.0.2.100", 0)
-    await node.start()
-    statuses: dict[str, int] = {}
-
-    async def one(user: str) -> None:
-        token = issue_token(key, "partner.example", user)
-        try:
-            outcome = await McClient(node, user).migrate(
-                partner.migration_psi, PARTNER_SERVER, token
-            )
-            statuses[user] = outcome.status
-        except Exception:  # no final response at all
-            statuses[user] = 0
-
-    tasks = []
-    try:
-        for i, user in enumerate(users):
-            if callable(during):
-                during(i)
-            tasks.append(asyncio.create_task(one(user)))
-            await asyncio.sleep(1 / rate)
-        await asyncio.gather(*tasks)
-    finally:
-        await node.stop()
-    return statuses
-
-
-async def _recorded(dsn: str) -> set[str]:
-    connection = await asyncpg.connect(dsn)
-    try:
-        rows = await connection.fetch("SELECT mc_service_id FROM migration_records")
-    finally:
-        await connection.close()
-    return {r["mc_service_id"] for r in rows}
-
-
 def test_the_pool_spreads_users_over_its_instances(pool: Pool) -> None:
     profile, dsn, processes, _ = pool
     users = [f"sip:u{n:06d}@primary.example" for n in range(60)]
-    statuses = asyncio.run(_migrate_all(profile, users, rate=100))
+    statuses = asyncio.run(migrate_all(profile, users, rate=100))
     assert Counter(statuses.values()) == {200: len(users)}
-    assert set(users) <= asyncio.run(_recorded(dsn))
+    assert set(users) <= asyncio.run(recorded_users(dsn))
     for name in ("primary-server-1", "primary-server-2"):
         assert "migrated to partner.example" in processes[name].log.read_text(), name
 
@@ -192,9 +83,9 @@ def test_postgresql_restarts_under_load_503_meanwhile_nothing_acknowledged_lost(
             threads.append(threading.Thread(target=stop_then_start))
             threads[0].start()
 
-    statuses = asyncio.run(_migrate_all(profile, users, rate=200, during=restart))
+    statuses = asyncio.run(migrate_all(profile, users, rate=200, during=restart))
     threads[0].join()
-    recorded = asyncio.run(_recorded(dsn))
+    recorded = asyncio.run(recorded_users(dsn))
     acknowledged = {u for u, status in statuses.items() if status == 200}
     failed = Counter(status for status in statuses.values() if status != 200)
     print(
@@ -216,8 +107,8 @@ def test_kill_9_of_an_instance_under_200_migrations_per_second_loses_nothing_ack
         if i == 300:  # 1.5 s into the load
             processes["primary-server-1"].kill()
 
-    statuses = asyncio.run(_migrate_all(profile, users, rate=200, during=kill_one))
-    recorded = asyncio.run(_recorded(dsn))
+    statuses = asyncio.run(migrate_all(profile, users, rate=200, during=kill_one))
+    recorded = asyncio.run(recorded_users(dsn))
     acknowledged = {u for u, status in statuses.items() if status == 200}
     failed = Counter(status for status in statuses.values() if status != 200)
     print(
