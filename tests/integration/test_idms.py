@@ -23,7 +23,7 @@ import aiohttp
 import jwt
 import pytest
 
-from mcmig.commands.migrate import migrate_once
+from mcmig.commands.migrate import migrate_once, token_for
 from mcmig.idms.accounts import check_password
 from mcmig.idms.errors import LoginError
 from mcmig.idms.http import IdmsServer
@@ -538,3 +538,32 @@ def test_sighup_makes_a_running_idms_take_the_profile_keys_again(tmp_path: Path)
         assert up.stop() == 0
     assert "SIGHUP: profile not reloaded, IdMS keys unchanged" in up.stderr
     assert "Traceback" not in up.stderr
+
+
+def test_a_partner_whose_idms_is_down_refuses_tokens_and_logs_it_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Fails closed: without its JWKS the partner server cannot verify, so it
+    refuses (invalid-credentials), however good the token."""
+    only = set(DEMO.node_names()) - {"partner-idms"}
+
+    async def main() -> list[tuple[int, str | None]]:
+        running = await start_deployment(DEMO, tmp_path, only=only)
+        client = SipNode("client", "127.0.2.100", 5062)
+        await client.start()
+        outcomes = []
+        try:
+            for user in (ALICE, "sip:erin@primary.example"):
+                token = token_for(DEMO, "partner.example", user)
+                outcome = await migrate_once(DEMO, user, "partner.example", token, client)
+                outcomes.append((outcome.status, outcome.cause))
+        finally:
+            await client.stop()
+            await running.stop()
+        return outcomes
+
+    with caplog.at_level(logging.WARNING, logger="mcmig.mc.jwks"):
+        outcomes = _run(main())
+    assert outcomes == [(403, "invalid-credentials")] * 2
+    unreadable = [r for r in caplog.records if "unreadable" in r.message]
+    assert len(unreadable) == 1 and PARTNER.idms.issuer in unreadable[0].message

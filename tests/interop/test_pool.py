@@ -6,56 +6,23 @@ cluster. kill -9 of an instance under load loses no acknowledged migration."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from mcmig.bench.pool import INSTANCES, pool_profile, start_dispatcher
-from mcmig.bench.postgres import PostgresCluster
-from tests.support.pool import Process, mcmig_up, migrate_all, recorded_users
-
-POOL = "127.0.1.10"  # Kamailio: the primary server's address in the profile
-
-
-Pool = tuple[Path, str, dict[str, "Process"], PostgresCluster]
+from tests.support.pool import PoolRun, migrate_all, recorded_users, running_pool
 
 
 @pytest.fixture(scope="module")
-def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pool]:
-    """The demo with primary-server as a pool of two instances on PostgreSQL."""
-    folder = tmp_path_factory.mktemp("pool")
-    cluster = PostgresCluster()
-    processes: dict[str, Process] = {}
-    dispatcher = None
-    try:
-        dsn = cluster.createdb("primary")
-        profile = pool_profile(folder, "postgresql", dsn, len(INSTANCES))
-        state = folder / "state"
-        state.mkdir()
-        dispatcher = start_dispatcher(folder / "kamailio", f"{POOL}:5060", INSTANCES)
-        for name in ("primary-server-1", "primary-server-2"):
-            processes[name] = mcmig_up(profile, state, name)
-        processes["rest"] = mcmig_up(
-            profile, state, "primary-gw,partner-gw,partner-server,partner-idms"
-        )
-        time.sleep(2.5)  # the dispatcher's first probes (1 s apart) find both instances
-        yield profile, dsn, processes, cluster
-    finally:
-        for process in processes.values():
-            process.stop()
-        if dispatcher is not None:
-            os.killpg(dispatcher.pid, signal.SIGTERM)
-            dispatcher.wait(timeout=10)
-        cluster.close()
+def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PoolRun]:
+    with running_pool(tmp_path_factory.mktemp("pool")) as run:
+        yield run
 
 
-def test_the_pool_spreads_users_over_its_instances(pool: Pool) -> None:
+def test_the_pool_spreads_users_over_its_instances(pool: PoolRun) -> None:
     profile, dsn, processes, _ = pool
     users = [f"sip:u{n:06d}@primary.example" for n in range(60)]
     statuses = asyncio.run(migrate_all(profile, users, rate=100))
@@ -66,7 +33,7 @@ def test_the_pool_spreads_users_over_its_instances(pool: Pool) -> None:
 
 
 def test_postgresql_restarts_under_load_503_meanwhile_nothing_acknowledged_lost(
-    pool: Pool,
+    pool: PoolRun,
 ) -> None:
     profile, dsn, _, cluster = pool
     users = [f"sip:u{n:06d}@primary.example" for n in range(200000, 201000)]
@@ -98,7 +65,7 @@ def test_postgresql_restarts_under_load_503_meanwhile_nothing_acknowledged_lost(
 
 
 def test_kill_9_of_an_instance_under_200_migrations_per_second_loses_nothing_acknowledged(
-    pool: Pool,
+    pool: PoolRun,
 ) -> None:
     profile, dsn, processes, _ = pool
     users = [f"sip:u{n:06d}@primary.example" for n in range(100000, 101000)]

@@ -11,22 +11,17 @@ requests to the partner go straight to it."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-import yaml
 
-from mcmig.bench.pool import INSTANCES, pool_profile, start_dispatcher
-from mcmig.bench.postgres import PostgresCluster
 from tests.support.lossy_link import Faults, LinksThread, LossyLink
-from tests.support.pool import Process, mcmig_up, migrate_all, recorded_users
+from tests.support.pool import Process, migrate_all, recorded_users, running_pool
 
-POOL = "127.0.1.10:5060"  # Kamailio: the primary server's address in the profile
 # The partner's gateway sends to the link's front; the link passes on from the
 # partner gateway's host (the primary knows its peer by host) to the primary's.
 FRONT, BACK, PRIMARY_GW = ("127.0.9.5", 5060), ("127.0.9.2", 5099), ("127.0.9.1", 5060)
@@ -39,39 +34,23 @@ SETTLE = 40.0
 Lab = tuple[Path, str, dict[str, Process], LinksThread]
 
 
+def _through_the_link(profile: dict[str, Any]) -> None:
+    """The partner sends to the primary at the link's front; the primary's
+    gateway still sends from its own address."""
+    profile["systems"][1]["peers"] = [
+        {"domain": "primary.example", "address": "127.0.9.5:5060", "sources": ["127.0.9.1"]}
+    ]
+
+
 @pytest.fixture(scope="module")
 def lossy_pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    folder = tmp_path_factory.mktemp("lossy-pool")
-    cluster = PostgresCluster()
-    processes: dict[str, Process] = {}
-    dispatcher = None
     links = LinksThread([LossyLink(FRONT, BACK, PRIMARY_GW, Faults(), seed=7)])
     try:
-        dsn = cluster.createdb("primary")
-        profile = pool_profile(folder, "postgresql", dsn, len(INSTANCES))
-        data = yaml.safe_load(profile.read_text())
-        data["systems"][1]["peers"] = [
-            {"domain": "primary.example", "address": "127.0.9.5:5060", "sources": ["127.0.9.1"]}
-        ]
-        profile.write_text(yaml.safe_dump(data))
-        state = folder / "state"
-        state.mkdir()
-        dispatcher = start_dispatcher(folder / "kamailio", POOL, INSTANCES)
-        for name in ("primary-server-1", "primary-server-2"):
-            processes[name] = mcmig_up(profile, state, name)
-        processes["rest"] = mcmig_up(
-            profile, state, "primary-gw,partner-gw,partner-server,partner-idms"
-        )
-        time.sleep(2.5)  # the dispatcher's first probes find both instances
-        yield profile, dsn, processes, links
+        with running_pool(tmp_path_factory.mktemp("lossy-pool"), _through_the_link) as run:
+            profile, dsn, processes, _ = run
+            yield profile, dsn, processes, links
     finally:
-        for process in processes.values():
-            process.stop()
-        if dispatcher is not None:
-            os.killpg(dispatcher.pid, signal.SIGTERM)
-            dispatcher.wait(timeout=10)
         links.close()
-        cluster.close()
 
 
 def test_under_loss_and_a_kill_the_pool_records_exactly_what_clients_saw_accepted(

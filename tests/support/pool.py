@@ -9,10 +9,16 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import asyncpg
+import yaml
 
+from mcmig.bench.pool import INSTANCES, POOL_ADDRESS, pool_profile, start_dispatcher
+from mcmig.bench.postgres import PostgresCluster
 from mcmig.mc.tokens import issue_token
 from mcmig.node.runtime import SipNode
 from mcmig.nodes.client import McClient
@@ -121,3 +127,42 @@ async def recorded_users(dsn: str) -> set[str]:
     finally:
         await connection.close()
     return {r["mc_service_id"] for r in rows}
+
+
+PoolRun = tuple[Path, str, dict[str, Process], PostgresCluster]
+
+
+@contextmanager
+def running_pool(
+    folder: Path, edit: Callable[[dict[str, Any]], None] | None = None
+) -> Iterator[PoolRun]:
+    """The demo with primary-server as a pool of two instances on a throwaway
+    PostgreSQL, behind Kamailio's dispatcher, each node a process of its own;
+    ``edit`` may change the profile first. Everything is stopped after."""
+    cluster = PostgresCluster()
+    processes: dict[str, Process] = {}
+    dispatcher = None
+    try:
+        dsn = cluster.createdb("primary")
+        profile = pool_profile(folder, "postgresql", dsn, len(INSTANCES))
+        if edit is not None:
+            data = yaml.safe_load(profile.read_text())
+            edit(data)
+            profile.write_text(yaml.safe_dump(data))
+        state = folder / "state"
+        state.mkdir()
+        dispatcher = start_dispatcher(folder / "kamailio", POOL_ADDRESS, INSTANCES)
+        for name in ("primary-server-1", "primary-server-2"):
+            processes[name] = mcmig_up(profile, state, name)
+        processes["rest"] = mcmig_up(
+            profile, state, "primary-gw,partner-gw,partner-server,partner-idms"
+        )
+        time.sleep(2.5)  # the dispatcher's first probes (1 s apart) find both instances
+        yield profile, dsn, processes, cluster
+    finally:
+        for process in processes.values():
+            process.stop()
+        if dispatcher is not None:
+            os.killpg(dispatcher.pid, signal.SIGTERM)
+            dispatcher.wait(timeout=10)
+        cluster.close()
