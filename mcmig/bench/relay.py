@@ -124,11 +124,11 @@ KAMAILIO_SHM_MB = "256"
 # (rate per second, transactions): the first is the headline figure; the others
 # show how the cost per transaction falls as each wakeup handles more (docs/performance.md).
 RATES = ((400, 8000), (1000, 8000), (2000, 8000))
-QUICK_RATES = ((100, 300),)
+QUICK_RATES = ((200, 300),)
 # The migration request body (sipp/relay_migration_uac.xml), which the gateway
 # decodes, rewrites and encodes again: at one rate, mcmig and Kamailio.
 MIGRATION_RATE = (1000, 8000)
-QUICK_MIGRATION_RATE = (100, 300)
+QUICK_MIGRATION_RATE = (200, 300)
 
 
 def start_python(*args: str) -> subprocess.Popen[str]:

@@ -274,9 +274,9 @@ operations = st.builds(
 )
 
 
-# 40 generated deployments in ./scripts/test (10 in its pure-Python rerun, the
+# 40 generated deployments in ./scripts/test (6 in its pure-Python rerun, the
 # "quick" profile); HYPOTHESIS_PROFILE=long runs 500.
-EXAMPLES = {"long": 500, "quick": 10}.get(os.environ.get("HYPOTHESIS_PROFILE", ""), 40)
+EXAMPLES = {"long": 500, "quick": 6}.get(os.environ.get("HYPOTHESIS_PROFILE", ""), 40)
 
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
