@@ -161,14 +161,15 @@ def forged_token(deployment: Deployment, user: str) -> str:
     return issue_token(key, system.domain, user)
 
 
-async def token_of(deployment: Deployment, case: Case, steps: list[str]) -> str:
+async def token_of(
+    deployment: Deployment, case: Case, passwords: dict[str, str], steps: list[str]
+) -> str:
     if case.token == "forged":
         return forged_token(deployment, case.user)
     if case.token == "hand-made":
         return token_for(deployment, case.partner, case.user)
     from mcmig.idms.login import access_token_for  # aiohttp: only when logging in
 
-    passwords = read_credentials(deployment.path.parent / CREDENTIALS)
     password = passwords.get(case.user, "not-a-demo-user")
     return await access_token_for(deployment, case.user, password, case.partner, steps)
 
@@ -186,6 +187,7 @@ async def demo(deployment: Deployment) -> tuple[list[Outcome], str]:
     """Rows of (case, who, expected, got, answered by), and alice's ladder."""
     results: list[Outcome] = []
     names = {s.idms.issuer: s.idms.name for s in deployment.systems}
+    passwords = read_credentials(deployment.path.parent / CREDENTIALS)
     with tempfile.TemporaryDirectory(prefix="mcmig-demo-") as state:
         running = await start_deployment(deployment, Path(state))
         client = SipNode("client", *CLIENT_ADDRESS)
@@ -202,7 +204,7 @@ async def demo(deployment: Deployment) -> tuple[list[Outcome], str]:
                 trace.clear()
                 steps: list[str] = []
                 try:
-                    token = await token_of(deployment, case, steps)
+                    token = await token_of(deployment, case, passwords, steps)
                 except LoginError as exc:
                     who = names.get(exc.issuer, exc.issuer)
                     results.append(

@@ -9,8 +9,6 @@ import os
 import sys
 from pathlib import Path
 
-import yaml
-
 from mcmig.commands.common import EXIT_OK, EXIT_SIP_FAILURE, listen_address, load
 from mcmig.errors import UsageError
 from mcmig.idms.errors import LoginError
@@ -20,7 +18,7 @@ from mcmig.node.runtime import SipNode
 from mcmig.nodes.client import McClient, MigrationOutcome
 from mcmig.nodes.topology import entry_server
 from mcmig.profiles import Deployment
-from mcmig.profiles.idms_section import read_credentials
+from mcmig.profiles.idms_section import password_in
 from mcmig.profiles.keys import idms_key
 from mcmig.sip.uri import parse_sip_uri
 
@@ -69,12 +67,9 @@ def token_for(deployment: Deployment, partner: str, user: str) -> str:
 def password_of(user: str, credentials: str | None) -> str:
     if credentials is not None:
         try:
-            passwords = read_credentials(Path(credentials))
-        except (OSError, ValueError, yaml.YAMLError) as exc:
+            return password_in(Path(credentials), user)
+        except ValueError as exc:
             raise UsageError(f"--credentials: {exc}") from None
-        if user not in passwords:
-            raise UsageError(f"{credentials} has no password for {user}")
-        return passwords[user]
     password = os.environ.get("MCMIG_PASSWORD")
     if password is None:
         raise UsageError("no password: give --credentials, MCMIG_PASSWORD or --token")

@@ -39,8 +39,8 @@ from mcmig.idms.models import (
 )
 from mcmig.idms.vocabulary import (
     ACCESS_TOKEN_TYPE,
-    JWT_BEARER,
     JWT_TOKEN_TYPE,
+    MC_CLAIMS,
     MC_SCOPES,
     TOKEN_EXCHANGE,
 )
@@ -61,9 +61,7 @@ class InvalidTargetError(OAuth2Error):
 def mc_claims(user: str, scope: str) -> dict[str, str]:
     """TS 33.180's identity claims, one per MC service the scope asks for; an
     MC service ID is the user's identity in every service here."""
-    names = {"3gpp:mc:ptt_service": "mcptt_id", "3gpp:mc:data_service": "mcdata_id"}
-    names["3gpp:mc:video_service"] = "mcvideo_id"
-    return {names[s]: user for s in scope.split() if s in names}
+    return {MC_CLAIMS[s]: user for s in scope.split() if s in MC_CLAIMS}
 
 
 class S256Challenge(CodeChallenge):
@@ -258,31 +256,31 @@ class VisitorGrant(JWTBearerGrant):
     def get_audiences(self) -> list[str]:
         return [self.idms.issuer, self.idms.token_endpoint]
 
+    def process_assertion_claims(self, assertion: str) -> dict[str, Any]:
+        claims: dict[str, Any] = super().process_assertion_claims(assertion)
+        self.request.credential = claims  # verified: read by the checks below
+        return claims
+
     def authenticate_user(self, subject: str) -> str | None:
-        client = self.resolve_issuer_client(self.idms.assertion_issuer(self.request))
-        if client is None or not self.idms.is_user_of(subject, client.domain):
-            return None
-        return subject
+        # Authlib resolved the client (the asserting primary IdMS) before this.
+        client: PeerIssuer = self.request.client
+        return subject if self.idms.is_user_of(subject, client.domain) else None
 
     def has_granted_permission(self, client: PeerIssuer, user: str) -> bool:
         return True
 
     def validate_token_request(self) -> None:
         super().validate_token_request()
-        assertion = self.request.form.get("assertion")
-        claims = self.extract_assertion(assertion)[1]
+        claims = self.request.credential
         if not self.idms.first_use(str(claims.get("jti")), float(claims["exp"])):
             raise InvalidGrantError("assertion already used")
         if self.request.user is None:
             raise InvalidGrantError("assertion names no user")
-        self.request.credential = claims.get("scope")
 
     def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
-        scope = self.request.payload.scope or self.request.credential or " ".join(MC_SCOPES)
+        asserted = self.request.credential.get("scope")
+        scope = self.request.payload.scope or asserted or " ".join(MC_SCOPES)
         token = self.generate_token(
             scope=scope, user=self.request.user, include_refresh_token=False
         )
         return 200, token, self.TOKEN_RESPONSE_HEADER
-
-
-GRANT_TYPES = ("authorization_code", "refresh_token", TOKEN_EXCHANGE, JWT_BEARER)

@@ -12,17 +12,17 @@ from dataclasses import dataclass, field
 from authlib.oauth2.rfc6749 import AuthorizationCodeMixin, ClientMixin, TokenMixin
 from authlib.oauth2.rfc6749.util import scope_to_list
 
-from mcmig.idms.vocabulary import (
-    AUTHORIZATION_CODE,
-    DEFAULT_SCOPE,
-    JWT_BEARER,
-    REFRESH_TOKEN,
-    SCOPES,
-    TOKEN_EXCHANGE,
-)
+from mcmig.idms.vocabulary import DEFAULT_SCOPE, GRANT_TYPES, JWT_BEARER, SCOPES
 
 CODE_LIFETIME = 60.0  # seconds; RFC 6749 recommends at most 10 minutes
 REFRESH_LIFETIME = 8 * 3600.0
+
+
+def allowed_scope(scope: str | None) -> str:
+    """What a client may ask for: the scopes we know of (all of them if none)."""
+    if not scope:
+        return DEFAULT_SCOPE
+    return " ".join(s for s in scope_to_list(scope) if s in SCOPES)
 
 
 @dataclass(frozen=True)
@@ -31,9 +31,7 @@ class PublicClient(ClientMixin):
 
     client_id: str
     redirect_uris: tuple[str, ...]
-    grant_types: frozenset[str] = frozenset(
-        {AUTHORIZATION_CODE, REFRESH_TOKEN, TOKEN_EXCHANGE, JWT_BEARER}
-    )
+    grant_types: frozenset[str] = frozenset(GRANT_TYPES)
 
     def get_client_id(self) -> str:
         return self.client_id
@@ -42,9 +40,7 @@ class PublicClient(ClientMixin):
         return self.redirect_uris[0]
 
     def get_allowed_scope(self, scope: str | None) -> str:
-        if not scope:
-            return DEFAULT_SCOPE
-        return " ".join(s for s in scope_to_list(scope) if s in SCOPES)
+        return allowed_scope(scope)
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
         return redirect_uri in self.redirect_uris
@@ -74,7 +70,7 @@ class PeerIssuer(ClientMixin):
         return self.issuer
 
     def get_allowed_scope(self, scope: str | None) -> str:
-        return PublicClient.get_allowed_scope(self, scope)
+        return allowed_scope(scope)
 
     def check_grant_type(self, grant_type: str) -> bool:
         return grant_type == JWT_BEARER

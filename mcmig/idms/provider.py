@@ -8,6 +8,7 @@ exchanged tokens for (``peers``) and the primaries whose assertions it takes
 
 from __future__ import annotations
 
+import json
 import secrets
 import ssl
 import time
@@ -32,6 +33,7 @@ from mcmig.idms.grants import (
     mc_claims,
 )
 from mcmig.idms.models import (
+    CODE_LIFETIME,
     REFRESH_LIFETIME,
     AuthorizationCode,
     PeerIssuer,
@@ -39,14 +41,19 @@ from mcmig.idms.models import (
     RefreshGrantRecord,
 )
 from mcmig.idms.signing import SigningKeys
-from mcmig.idms.vocabulary import CLIENT_ID, JWT_BEARER, MC_SCOPES, REDIRECT_URI, SCOPES
+from mcmig.idms.vocabulary import (
+    CLIENT_ID,
+    GRANT_TYPES,
+    JWT_BEARER,
+    MC_SCOPES,
+    REDIRECT_URI,
+    SCOPES,
+)
 from mcmig.mc.jwks import JwksKeys, https_client_context
 from mcmig.mc.tokens import ALGORITHM, IdmsKey, TokenError, TokenVerifier
 from mcmig.profiles.model import Deployment, SystemProfile
 from mcmig.sip.errors import SipParseError
 from mcmig.sip.uri import parse_sip_uri
-
-CODE_LIFETIME = 60.0
 
 
 @dataclass
@@ -257,16 +264,6 @@ class IdentityProvider(AuthorizationServer):
         self._used_assertions[jti] = expires
         return True
 
-    @staticmethod
-    def assertion_issuer(request: Any) -> str:
-        try:
-            claims = jwt.decode(
-                request.form.get("assertion", ""), options={"verify_signature": False}
-            )
-        except jwt.PyJWTError:
-            return ""
-        return str(claims.get("iss", ""))
-
     async def prepare(self, form: Mapping[str, str]) -> None:
         """Before a JWT bearer grant: learn the asserting primary IdMS's keys
         (over HTTPS, so not inside Authlib's synchronous call) if the
@@ -274,12 +271,14 @@ class IdentityProvider(AuthorizationServer):
         if form.get("grant_type") != JWT_BEARER:
             return
         try:
-            header = jws.extract_compact(form.get("assertion", "").encode()).headers()
+            assertion = jws.extract_compact(form.get("assertion", "").encode())
+            claims = json.loads(assertion.payload)
         except (JoseError, ValueError):
-            return
-        entry = self._primaries.get(self.assertion_issuer(_Form(form)))
-        if entry is not None and entry[1].key(str(header.get("kid"))) is None:
-            await entry[1].refresh(str(header.get("kid")))
+            return  # Authlib refuses it, with the reason
+        entry = self._primaries.get(str(claims.get("iss"))) if isinstance(claims, dict) else None
+        kid = str(assertion.headers().get("kid"))
+        if entry is not None and entry[1].key(kid) is None:
+            await entry[1].refresh(kid)
 
     # -- discovery -----------------------------------------------------------------------------
     def metadata(self) -> dict[str, Any]:
@@ -290,7 +289,7 @@ class IdentityProvider(AuthorizationServer):
             "token_endpoint": self.token_endpoint,
             "jwks_uri": f"{base}/jwks",
             "response_types_supported": ["code"],
-            "grant_types_supported": ["authorization_code", "refresh_token", *_CROSS_DOMAIN],
+            "grant_types_supported": list(GRANT_TYPES),
             "code_challenge_methods_supported": ["S256"],
             "token_endpoint_auth_methods_supported": ["none"],
             "subject_types_supported": ["public"],
@@ -307,14 +306,6 @@ class IdentityProvider(AuthorizationServer):
                 "mcvideo_id",
             ],
         }
-
-
-_CROSS_DOMAIN = ("urn:ietf:params:oauth:grant-type:token-exchange", JWT_BEARER)
-
-
-@dataclass
-class _Form:
-    form: Mapping[str, str]
 
 
 def idms_client_tls(system: SystemProfile) -> ssl.SSLContext:

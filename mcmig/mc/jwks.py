@@ -127,16 +127,15 @@ class JwksKeys:
         self._pending: asyncio.Task[None] | None = None
         self.reads = 0  # JWKS reads attempted (for tests and metrics)
 
+    def _fresh(self) -> bool:
+        return self._read_at is not None and self._clock() - self._read_at < self._max_age
+
     def current(self) -> list[IdmsKey]:
         """Every key of the cached set, if it has not aged out."""
-        if self._read_at is None or self._clock() - self._read_at >= self._max_age:
-            return []
-        return list(self._keys.values())
+        return list(self._keys.values()) if self._fresh() else []
 
     def key(self, kid: str) -> IdmsKey | None:
-        if self._read_at is None or self._clock() - self._read_at >= self._max_age:
-            return None
-        return self._keys.get(kid)
+        return self._keys.get(kid) if self._fresh() else None
 
     async def refresh(self, kid: str) -> None:
         """Read the JWKS again unless a read was tried less than ``min_interval``
@@ -162,9 +161,7 @@ class JwksKeys:
                 log.warning(
                     "JWKS of %s unreadable, tokens refused until it is: %s", self.issuer, exc
                 )
-            self._failing = True
-            if self._read_at is not None and self._clock() - self._read_at >= self._max_age:
-                self._keys = {}
+            self._failing = True  # the cached keys age out as they would
             return
         if self._failing:
             log.warning("JWKS of %s readable again", self.issuer)

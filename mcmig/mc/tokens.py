@@ -179,10 +179,14 @@ class TokenVerifier:
         kid = str(header.get("kid"))
         if header.get("alg") == ALGORITHM and self.keys.key(kid) is None:
             await self.keys.refresh(kid)
-        return self.verify(token, mc_service_id)
+        return self._verify(token, header, mc_service_id, None)
 
     def verify(self, token: str, mc_service_id: str, now: float | None = None) -> dict[str, Any]:
-        header = _unverified_header(token)
+        return self._verify(token, _unverified_header(token), mc_service_id, now)
+
+    def _verify(
+        self, token: str, header: dict[str, Any], mc_service_id: str, now: float | None
+    ) -> dict[str, Any]:
         if header.get("alg") != ALGORITHM:
             raise TokenError(f"algorithm {header.get('alg')!r} refused")
         key = self.keys.key(str(header.get("kid")))

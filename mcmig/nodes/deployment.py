@@ -19,12 +19,12 @@ from mcmig.profiles.model import Deployment, HostPort, SystemProfile
 from mcmig.registry import Registry, SqliteRegistry
 from mcmig.registry.postgresql import PostgresRegistry, RegistrySetupError
 from mcmig.sip.timers import TimerConfig
-
-if TYPE_CHECKING:
-    from mcmig.idms.http import IdmsServer
 from mcmig.transport.base import TransportConfig, format_hostport
 from mcmig.transport.memory import MemoryNetwork
 from mcmig.transport.tls import client_context, server_context
+
+if TYPE_CHECKING:
+    from mcmig.idms.http import IdmsServer
 
 # Seconds a stopping deployment waits for the answers to the BYEs of its calls.
 HANG_UP_GRACE = 2.0

@@ -91,12 +91,20 @@ def read_credentials(path: Path) -> dict[str, str]:
     return data
 
 
+def password_in(path: Path, user: str) -> str:
+    """``user``'s password in the credentials file ``path``; ValueError says why not."""
+    try:
+        passwords = read_credentials(path)
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(str(exc)) from None
+    if user not in passwords:
+        raise ValueError(f"{path} has no password for {user}")
+    return passwords[user]
+
+
 def credential(node: ProfileNode, base: Path, user: str) -> str:
     path = _file(node, base, "credentials", node.get("credentials", str))
     try:
-        passwords = read_credentials(path)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, ValueError) as exc:
+        return password_in(path, user)
+    except ValueError as exc:  # UnicodeDecodeError included
         node.fail(str(exc), "credentials")
-    if user not in passwords:
-        node.fail(f"{path} has no password for {user}", "credentials")
-    return passwords[user]

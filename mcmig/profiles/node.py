@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from mcmig.profiles.model import HostPort
 from mcmig.transport.base import split_hostport
@@ -30,7 +30,7 @@ class ProfileNode:
                 self.fail(f"key {key!r} is not a name")
         self.data: dict[str, Any] = data
 
-    def fail(self, message: str, key: str | None = None) -> None:
+    def fail(self, message: str, key: str | None = None) -> NoReturn:
         where = ".".join(p for p in (self.path, key) if p)
         raise ProfileError(f"{self.file}: {where or '(top)'}: {message}")
 
@@ -43,13 +43,13 @@ class ProfileNode:
         if key not in self.data:
             if default is None:
                 self.fail("missing", key)
-            return default  # type: ignore[return-value]
+            return default
         value = self.data[key]
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
             self.fail(f"expected {kind.__name__}, found {type(value).__name__}", key)
-        return value  # type: ignore[no-any-return]
+        return value
 
     def child(self, key: str) -> ProfileNode:
         return ProfileNode(self.get(key, dict), f"{self.path}.{key}".lstrip("."), self.file)
