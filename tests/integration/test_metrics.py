@@ -38,7 +38,7 @@ def _value(
 
 
 def test_up_serves_prometheus_metrics_per_node(tmp_path: Path) -> None:
-    port = free_port("127.0.0.1", udp_and_tcp=False)
+    port = free_port("127.0.0.1", udp=False)
     up = Mcmig(
         "up",
         "sip_profiles/demo.yaml",

@@ -33,17 +33,20 @@ def require(tool: str) -> str:
     return path
 
 
-def free_port(host: str = "127.0.0.1", udp_and_tcp: bool = True) -> int:
-    """A port free for both UDP and TCP on ``host``."""
+def free_port(host: str = "127.0.0.1", *, udp: bool = True, tcp: bool = True) -> int:
+    """A port free on ``host`` for each protocol asked for: one asked for only
+    one protocol must still be checked in that one (a TCP listener on a port
+    free only in UDP fails with "Address already in use")."""
     for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-            u.bind((host, 0))
-            port = int(u.getsockname()[1])
-            if not udp_and_tcp:
+        kinds = [k for k, wanted in ((socket.SOCK_DGRAM, udp), (socket.SOCK_STREAM, tcp)) if wanted]
+        with socket.socket(socket.AF_INET, kinds[0]) as first:
+            first.bind((host, 0))
+            port = int(first.getsockname()[1])
+            if len(kinds) == 1:
                 return port
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+            with socket.socket(socket.AF_INET, kinds[1]) as second:
                 try:
-                    t.bind((host, port))
+                    second.bind((host, port))
                 except OSError:
                     continue
                 return port
@@ -65,7 +68,7 @@ def run_sipp(
         "-i",
         local_ip,
         "-cp",
-        str(free_port(local_ip, udp_and_tcp=False)),
+        str(free_port(local_ip, tcp=False)),
         "-nostdin",
         *args,
     ]
