@@ -4,7 +4,7 @@ group commit in group_commit.py and the partner's visitor register in
 visitors.py) and PostgreSQL (postgresql.py)."""
 
 from mcmig.registry.engine import Registry, RegistryUnavailable, SqliteRegistry
-from mcmig.registry.group_commit import GroupCommit
+from mcmig.registry.group_commit import GroupCommit, PipelinedCommit
 from mcmig.registry.records import (
     MigrationChange,
     MigrationEnd,
@@ -29,6 +29,7 @@ __all__ = [
     "MigrationOutcome",
     "MigrationRecord",
     "MigrationStore",
+    "PipelinedCommit",
     "Registry",
     "RegistryUnavailable",
     "SqliteMigrationStore",

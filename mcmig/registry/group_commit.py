@@ -4,7 +4,7 @@ transaction, in a writer thread of its own."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
 
@@ -126,3 +126,66 @@ class GroupCommit(Generic[Item, Outcome]):
         """Wait for the commit in flight, if any; later puts fail."""
         if self._writer is not None:
             self._writer.shutdown(wait=True)
+
+
+class PipelinedCommit(Generic[Item, Outcome]):
+    """Writes to a database server that arrive while a commit is in flight share
+    the next one: one statement, one transaction, one round trip for the batch.
+
+    ``commit_many`` sends a batch and returns one outcome per item, in order,
+    once the server has committed it; each caller waits for that. One batch is
+    in flight at a time, so under load the batches grow and the server's cost
+    per write (a transaction, a commit, a wake-up of its backend) is shared;
+    alone, a write waits one turn of the loop and no more. When a batch fails,
+    every caller in it gets the exception and nothing of it was written.
+    """
+
+    def __init__(
+        self, commit_many: Callable[[list[Item]], Awaitable[list[Outcome]]], max_batch: int = 256
+    ) -> None:
+        self.commit_many = commit_many
+        self.max_batch = max_batch
+        self.batches = 0
+        self.records = 0
+        self._pending: list[tuple[Item, asyncio.Future[Outcome]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def put(self, item: Item) -> Outcome:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Outcome] = loop.create_future()
+        self._pending.append((item, future))
+        if self._writer is None:
+            self._writer = loop.create_task(self._write())
+        return await future
+
+    async def _write(self) -> None:
+        batch: list[tuple[Item, asyncio.Future[Outcome]]] = []
+        try:
+            while self._pending:
+                batch = self._pending[: self.max_batch]
+                del self._pending[: self.max_batch]
+                try:
+                    results = await self.commit_many([item for item, _ in batch])
+                except Exception as exc:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                self.batches += 1
+                self.records += len(batch)
+                for (_, future), result in zip(batch, results, strict=True):
+                    if not future.done():
+                        future.set_result(result)
+        except asyncio.CancelledError:
+            # the loop is closing: nobody waits for ever (nor is told 200)
+            for _, future in [*batch, *self._pending]:
+                future.cancel()
+            self._pending.clear()
+            raise
+        finally:
+            self._writer = None
+
+    async def close(self) -> None:
+        """Wait for the batches pending to be written."""
+        if self._writer is not None:
+            await asyncio.shield(self._writer)

@@ -117,17 +117,25 @@ def test_the_same_outcomes_as_sqlite(cluster: PostgresCluster, tmp_path: Path) -
     asyncio.run(run())
 
 
-def test_concurrent_instances_end_in_one_record_by_the_rules(cluster: PostgresCluster) -> None:
+@pytest.mark.parametrize("write", ["change", "migrated"])
+def test_concurrent_instances_end_in_one_record_by_the_rules(
+    cluster: PostgresCluster, write: str
+) -> None:
     """Two instances (two pools) migrate the same users to two partners at once, and
     end stays that may or may not be current, all concurrently. Every record stored
     is then accounted for exactly once: replaced (and returned, to be released),
-    ended, or the one left. An end never deletes a record it does not name."""
+    ended, or the one left. An end never deletes a record it does not name.
+    ``migrated`` is the primary's path, where the writes that reach an instance
+    together go in one statement: batches of both instances hold the same users in
+    other orders, and still neither waits on the other for ever."""
     dsn = database(cluster)
     users = [f"sip:u{n}@primary.example" for n in range(40)]
     rng = random.Random(7)
 
     async def run() -> None:
         instances = [await PostgresRegistry.open(dsn, max_size=8) for _ in range(2)]
+        for instance in instances:
+            instance.migrations.max_batch = 6  # many batches, each with several users
         work: list[tuple[PostgresRegistry, MigrationRecord | MigrationEnd]] = []
         n = 0
         for user in users:
@@ -139,7 +147,18 @@ def test_concurrent_instances_end_in_one_record_by_the_rules(cluster: PostgresCl
                     end = MigrationEnd(user, partner, f"sip:t-{rng.randint(1, n)}@{partner}")
                     work.append((rng.choice(instances), end))
         rng.shuffle(work)
-        outcomes = await asyncio.gather(*(r.change(c) for r, c in work))
+        outcomes = await asyncio.gather(
+            *(
+                r.migrated(c)
+                if write == "migrated" and isinstance(c, MigrationRecord)
+                else r.change(c)
+                for r, c in work
+            )
+        )
+        if write == "migrated":  # batches did form, and not one per write
+            assert sum(i.migrations.batches for i in instances) < sum(
+                i.migrations.records for i in instances
+            )
         final = {r.mc_service_id: r for r in await instances[0].records()}
         accounted: Counter[MigrationRecord] = Counter()
         for (_, change), outcome in zip(work, outcomes, strict=True):

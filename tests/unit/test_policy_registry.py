@@ -15,6 +15,7 @@ from mcmig.registry import (
     GroupCommit,
     MigrationEnd,
     MigrationRecord,
+    PipelinedCommit,
     SqliteMigrationStore,
     SqliteVisitorStore,
     TemporaryIdTaken,
@@ -358,3 +359,78 @@ def test_group_commit_in_a_writer_thread_keeps_the_loop_serving_and_batches_the_
 
     asyncio.run(main())
     assert batches == [[0], [1, 2, 3]]
+
+
+async def _turns(n: int) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+def test_pipelined_commit_sends_what_arrives_during_a_commit_as_the_next_batch() -> None:
+    batches: list[list[int]] = []
+    gate: list[asyncio.Event] = []
+
+    async def commit_many(items: list[int]) -> list[int]:
+        batches.append(items)
+        gate.append(asyncio.Event())
+        await gate[-1].wait()  # the database server's round trip and commit
+        if 13 in items:
+            raise OSError("connection lost")
+        return [i * 10 for i in items]
+
+    async def main() -> None:
+        commits: PipelinedCommit[int, int] = PipelinedCommit(commit_many, max_batch=3)
+        alone = asyncio.create_task(commits.put(0))
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert batches == [[0]]  # alone: sent at the next turn, not held back
+        waiting = [asyncio.create_task(commits.put(i)) for i in (1, 2, 3, 4)]
+        await asyncio.sleep(0)
+        assert batches == [[0]] and not alone.done()  # one batch in flight at a time
+        gate[0].set()
+        assert await alone == 0
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert batches == [[0], [1, 2, 3]]  # what waited, up to max_batch
+        gate[1].set()
+        for _ in range(3):
+            await asyncio.sleep(0)
+        gate[2].set()
+        assert await asyncio.gather(*waiting) == [10, 20, 30, 40]
+        assert batches == [[0], [1, 2, 3], [4]]
+        assert (commits.batches, commits.records) == (3, 5)
+        # a failed batch: every caller in it is told, nobody is told it was written,
+        # and the next batch goes on
+        failed = [asyncio.create_task(commits.put(i)) for i in (12, 13)]
+        await _turns(3)
+        gate[3].set()
+        outcomes = await asyncio.gather(*failed, return_exceptions=True)
+        assert all(isinstance(o, OSError) for o in outcomes) and commits.records == 5
+        after = asyncio.create_task(commits.put(5))
+        await _turns(3)
+        gate[4].set()
+        assert await after == 50
+        await commits.close()
+
+    asyncio.run(main())
+
+
+def test_pipelined_commit_cancelled_with_the_loop_leaves_nobody_waiting() -> None:
+    async def never(items: list[int]) -> list[int]:
+        await asyncio.Event().wait()
+        return items
+
+    async def main() -> None:
+        commits: PipelinedCommit[int, int] = PipelinedCommit(never)
+        first = asyncio.create_task(commits.put(1))
+        await asyncio.sleep(0)
+        second = asyncio.create_task(commits.put(2))
+        await asyncio.sleep(0)
+        writer = commits._writer
+        assert writer is not None
+        writer.cancel()
+        for task in (first, second):
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+    asyncio.run(main())
