@@ -32,6 +32,7 @@ from typing import Any
 import yaml
 
 from mcmig.bench import ROOT
+from mcmig.bench.cpuquota import CpuQuota, QuotaUnavailable
 from mcmig.bench.e2e import _start, _step, knee
 from mcmig.bench.postgres import PostgresCluster, tree_cpu_seconds
 from mcmig.registry import MigrationRecord
@@ -49,6 +50,14 @@ VARIANTS = [
     ("postgresql", "postgresql", 0),
     ("pool of 1", "postgresql", 1),
     ("pool of 2", "postgresql", 2),
+]
+# On a small machine the machine, not an instance, is what fills up first. These
+# hold each instance to a share of a core (a cgroup quota), as if each had a
+# host of its own of that size, so that what an instance adds can be seen.
+INSTANCE_CORES = 0.3
+HELD_VARIANTS = [
+    ("pool of 1, held", "postgresql", 1),
+    ("pool of 2, held", "postgresql", 2),
 ]
 
 
@@ -101,6 +110,7 @@ def _variant(
     rates: list[float],
     duration: float,
     first: int,
+    instance_cores: float | None = None,
 ) -> dict[str, Any]:
     dsn = cluster.createdb(name.replace(" ", "_")) if engine == "postgresql" else None
     profile = str(pool_profile(folder, engine, dsn, instances))
@@ -119,7 +129,12 @@ def _variant(
         others["kamailio"] = lambda: tree_cpu_seconds(dispatcher.pid)
         time.sleep(2.5)  # its first OPTIONS probes find the instances
     steps = []
+    quota = None
     try:
+        if instance_cores is not None:
+            quota = CpuQuota("mcmig-bench", instance_cores)
+            for server in servers:
+                quota.limit(procs[server].pid)
         for rate in rates:
             direct = ([GATEWAY_HOST], POOL_ADDRESS) if instances else None
             steps.append(
@@ -135,6 +150,8 @@ def _variant(
         if dispatcher is not None:
             dispatcher.send_signal(signal.SIGTERM)
             dispatcher.wait(timeout=20)
+        if quota is not None:
+            quota.close()
     best = knee(steps)
     at_knee = next((s for s in steps if s["achieved_per_s"] == best), steps[0])
     return {
@@ -190,23 +207,39 @@ def measure(quick: bool = False) -> dict[str, Any]:
     # The machine's speed drifts within minutes: every variant runs in each round,
     # and the ratios are taken round by round.
     rounds = 1 if quick else 2
+    # the held pools: a quick run only checks the harness, which they share
+    held = [] if quick else HELD_VARIANTS
+    held_rates = [100.0, 200.0, 300.0, 400.0, 500.0, 600.0, 700.0]
+    held_unavailable: str | None = None
     cluster = PostgresCluster()
     try:
         with tempfile.TemporaryDirectory(prefix="mcmig-bench-pool-") as tmp:
             folder = Path(tmp)
             variants: list[dict[str, Any]] = []
             for n in range(1, rounds + 1):
-                for name, engine, instances in VARIANTS:
-                    variant = _variant(
-                        f"{name} {n}",
-                        engine,
-                        instances,
-                        cluster,
-                        folder,
-                        pool_rates if instances else deployment_rates,
-                        duration,
-                        100_000 * len(variants),  # users u000000-u999999 of the demo
-                    )
+                for name, engine, instances in [*VARIANTS, *held]:
+                    is_held = (name, engine, instances) in held
+                    if is_held and held_unavailable is not None:
+                        continue
+                    try:
+                        variant = _variant(
+                            f"{name} {n}",
+                            engine,
+                            instances,
+                            cluster,
+                            folder,
+                            held_rates
+                            if is_held
+                            else pool_rates
+                            if instances
+                            else deployment_rates,
+                            duration,
+                            50_000 * len(variants),  # users u000000-u999999 of the demo
+                            INSTANCE_CORES if is_held else None,
+                        )
+                    except QuotaUnavailable as exc:
+                        held_unavailable = str(exc)
+                        continue
                     variants.append({**variant, "variant": name, "round": n})
         lookups = asyncio.run(_lookups(cluster.createdb("lookups"), 10_000 if quick else 1_000_000))
     finally:
@@ -215,7 +248,9 @@ def measure(quick: bool = False) -> dict[str, Any]:
     def ratios(a: str, b: str) -> list[float]:
         knees = {(v["variant"], v["round"]): v["knee_per_s"] for v in variants}
         return [
-            float(knees[a, n] / knees[b, n]) if knees[b, n] else 0.0 for n in range(1, rounds + 1)
+            float(knees[a, n] / knees[b, n]) if knees.get((b, n)) else 0.0
+            for n in range(1, rounds + 1)
+            if (a, n) in knees
         ]
 
     return {
@@ -225,6 +260,9 @@ def measure(quick: bool = False) -> dict[str, Any]:
         "variants": variants,
         "postgresql_over_sqlite": ratios("postgresql", "sqlite"),
         "two_instances_over_one": ratios("pool of 2", "pool of 1"),
+        "instance_cores": INSTANCE_CORES,
+        "two_instances_over_one_held": ratios("pool of 2, held", "pool of 1, held"),
+        "held_not_measured": held_unavailable if held else "quick run",
         "lookups": lookups,
     }
 
@@ -251,6 +289,14 @@ def report(results: dict[str, Any]) -> str:
     lines.append(
         f"knee ratios, round by round: PostgreSQL / SQLite {each(results['postgresql_over_sqlite'])} (target >= 0.80); 2 instances / 1 {each(results['two_instances_over_one'])} (target > 1)"
     )
+    if results["held_not_measured"] is None:
+        lines.append(
+            f"each instance held to {results['instance_cores']:g} of a core: 2 instances / 1 {each(results['two_instances_over_one_held'])}"
+        )
+    else:
+        lines.append(
+            f"pools held to a share of a core: not measured ({results['held_not_measured']})"
+        )
     lk = results["lookups"]
     lines.append(
         f"PostgreSQL lookups at {lk['records']:,} records: p50 {lk['lookup_p50_ms']:.3f} ms, p99 {lk['lookup_p99_ms']:.3f} ms (target p99 < 2 ms); loaded in {lk['load_s']:.1f} s"
