@@ -27,7 +27,7 @@ from typing import Any
 
 from mcmig.bench import ROOT
 from mcmig.bench.procstat import cpu_seconds, peak_rss_mb, udp_receive_buffer_drops
-from mcmig.bench.relay import sipp_calls, start_python, start_sipp
+from mcmig.bench.relay import sipp_calls, start_pythons, start_sipp
 from mcmig.mc.tokens import issue_token
 from mcmig.profiles import load_deployment
 from mcmig.profiles.keys import idms_key
@@ -38,15 +38,20 @@ CLIENTS = ("127.0.2.101", "127.0.2.102")
 
 
 def _start(
-    name: str, state: Path, loop: str = "asyncio", profile: str = PROFILE
-) -> subprocess.Popen[str]:
-    if name == "partner-server":
-        # its IdMS beside it: the server learns the keys of the tokens it verifies there
-        name += ",partner-idms"
-    return start_python(
-        *("mcmig.cli", "up", profile, "--only", name),
-        *("--state-dir", str(state), "--loop", loop),
+    names: list[str], state: Path, loop: str = "asyncio", profile: str = PROFILE
+) -> dict[str, subprocess.Popen[str]]:
+    """A process for each node named, started together."""
+
+    def only(name: str) -> str:
+        # partner-server's IdMS beside it: the server learns the keys of the tokens
+        # it verifies there
+        return name + ",partner-idms" if name == "partner-server" else name
+
+    options = ("--state-dir", str(state), "--loop", loop)
+    processes = start_pythons(
+        [("mcmig.cli", "up", profile, "--only", only(name), *options) for name in names]
     )
+    return dict(zip(names, processes, strict=True))
 
 
 def start_load_client(
@@ -267,7 +272,7 @@ def measure(quick: bool = False, loop: str = "asyncio", client: str = "sipp") ->
     steps = []
     with tempfile.TemporaryDirectory(prefix="mcmig-bench-e2e-") as folder:
         state = Path(folder) / "state"
-        procs = {n: _start(n, state, loop) for n in NODES}
+        procs = _start(NODES, state, loop)
         try:
             first = 0
             for rate in rates:

@@ -22,6 +22,7 @@ import asyncio
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -84,6 +85,40 @@ def start_dispatcher(folder: Path, listen: str, instances: list[str]) -> subproc
         )
 
 
+def wait_until_answering(listen: str, timeout: float = 10.0) -> None:
+    """Until the SIP element at ``listen`` (host:port, UDP) answers an OPTIONS to
+    itself: Kamailio, started after the instances, is then routing to them
+    (the dispatcher's destinations start active and its probes find them up)."""
+    host, port = listen.rsplit(":", 1)
+    deadline = time.monotonic() + timeout
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        probe.settimeout(0.1)
+        local = f"127.0.0.1:{probe.getsockname()[1]}"
+        n = 0
+        while time.monotonic() < deadline:
+            n += 1
+            probe.sendto(
+                (
+                    f"OPTIONS sip:{listen} SIP/2.0\r\n"
+                    f"Via: SIP/2.0/UDP {local};branch=z9hG4bK-ready-{n};rport\r\n"
+                    "Max-Forwards: 70\r\n"
+                    f"From: <sip:bench@{local}>;tag=ready\r\n"
+                    f"To: <sip:{listen}>\r\n"
+                    f"Call-ID: ready-{local}\r\n"
+                    f"CSeq: {n} OPTIONS\r\n"
+                    "Content-Length: 0\r\n\r\n"
+                ).encode(),
+                (host, int(port)),
+            )
+            try:
+                if probe.recv(4096).startswith(b"SIP/2.0 200"):
+                    return
+            except OSError:  # nothing yet (a timeout), or refused (not bound yet)
+                pass
+    raise RuntimeError(f"nothing answered OPTIONS at {listen} within {timeout:g} s")
+
+
 def pool_profile(folder: Path, engine: str, dsn: str | None, instances: int) -> Path:
     """The demo with the primary's registry on ``engine`` and its server a pool
     of ``instances`` (0: no pool), written in ``folder`` with the demo keys."""
@@ -117,7 +152,7 @@ def _variant(
     servers = [f"primary-server-{i}" for i in range(1, instances + 1)] or ["primary-server"]
     state = folder / f"state-{name.replace(' ', '_')}"
     nodes = servers if instances else [*servers, *OTHER_NODES]
-    procs = {n: _start(n, state, profile=profile) for n in nodes}
+    procs = _start(nodes, state, profile=profile)
     others: dict[str, Callable[[], float]] = {}
     if engine == "postgresql":
         others["postgresql"] = lambda: tree_cpu_seconds(cluster.postmaster)
@@ -127,7 +162,7 @@ def _variant(
             folder / f"kamailio-{instances}", POOL_ADDRESS, INSTANCES[:instances]
         )
         others["kamailio"] = lambda: tree_cpu_seconds(dispatcher.pid)
-        time.sleep(2.5)  # its first OPTIONS probes find the instances
+        wait_until_answering(POOL_ADDRESS)
     steps = []
     quota = None
     try:
@@ -163,7 +198,7 @@ def _variant(
     }
 
 
-async def _lookups(dsn: str, total: int) -> dict[str, float]:
+async def _lookups(dsn: str, total: int, lookups: int) -> dict[str, float]:
     registry = await PostgresRegistry.open(dsn)
     try:
         rows = [
@@ -183,7 +218,7 @@ async def _lookups(dsn: str, total: int) -> dict[str, float]:
         loaded = time.perf_counter() - start
         rng = random.Random(7)
         times: list[float] = []
-        for _ in range(10_000):
+        for _ in range(lookups):
             key = f"sip:u{rng.randrange(total):07d}@primary.example"
             t0 = time.perf_counter()
             record = await registry.record(key)
@@ -241,7 +276,13 @@ def measure(quick: bool = False) -> dict[str, Any]:
                         held_unavailable = str(exc)
                         continue
                     variants.append({**variant, "variant": name, "round": n})
-        lookups = asyncio.run(_lookups(cluster.createdb("lookups"), 10_000 if quick else 1_000_000))
+        lookups = asyncio.run(
+            _lookups(
+                cluster.createdb("lookups"),
+                10_000 if quick else 1_000_000,
+                1_000 if quick else 10_000,
+            )
+        )
     finally:
         cluster.close()
 

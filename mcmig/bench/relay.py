@@ -134,19 +134,31 @@ QUICK_MIGRATION_RATE = (200, 300)
 def start_python(*args: str) -> subprocess.Popen[str]:
     """``python -m ARGS`` from the repository root, once it has printed "ready"
     (a node or a relay); killed, and an error raised, if it prints anything else."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", *args],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    if "ready" not in line:
-        process.kill()
-        raise RuntimeError(f"python -m {' '.join(args)} did not start: {line!r}")
+    (process,) = start_pythons([args])
     return process
+
+
+def start_pythons(commands: list[tuple[str, ...]]) -> list[subprocess.Popen[str]]:
+    """Several ``python -m ARGS`` at once (each spends most of a second importing),
+    returned once every one has printed "ready"; all killed if one does not."""
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", *args],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        for args in commands
+    ]
+    for process, args in zip(processes, commands, strict=True):
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        if "ready" not in line:
+            for started in processes:
+                started.kill()
+            raise RuntimeError(f"python -m {' '.join(args)} did not start: {line!r}")
+    return processes
 
 
 def _start_gateway(folder: Path, loop: str) -> subprocess.Popen[str]:

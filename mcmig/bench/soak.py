@@ -20,7 +20,7 @@ def measure(quick: bool = False, loop: str = "asyncio") -> dict[str, Any]:
     samples: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="mcmig-bench-soak-") as name:
         folder = Path(name)
-        procs = {n: _start(n, folder / "state", loop) for n in NODES}
+        procs = _start(NODES, folder / "state", loop)
         out = folder / "client.json"
         try:
             cpu0 = {n: cpu_seconds(p.pid) for n, p in procs.items()}

@@ -17,7 +17,13 @@ from typing import Any
 import asyncpg
 import yaml
 
-from mcmig.bench.pool import INSTANCES, POOL_ADDRESS, pool_profile, start_dispatcher
+from mcmig.bench.pool import (
+    INSTANCES,
+    POOL_ADDRESS,
+    pool_profile,
+    start_dispatcher,
+    wait_until_answering,
+)
 from mcmig.bench.postgres import PostgresCluster
 from mcmig.mc.tokens import issue_token
 from mcmig.node.runtime import SipNode
@@ -151,13 +157,14 @@ def running_pool(
             profile.write_text(yaml.safe_dump(data))
         state = folder / "state"
         state.mkdir()
-        dispatcher = start_dispatcher(folder / "kamailio", POOL_ADDRESS, INSTANCES)
         for name in ("primary-server-1", "primary-server-2"):
             processes[name] = mcmig_up(profile, state, name)
         processes["rest"] = mcmig_up(
             profile, state, "primary-gw,partner-gw,partner-server,partner-idms"
         )
-        time.sleep(2.5)  # the dispatcher's first probes (1 s apart) find both instances
+        # after the instances: its first probes find them up
+        dispatcher = start_dispatcher(folder / "kamailio", POOL_ADDRESS, INSTANCES)
+        wait_until_answering(POOL_ADDRESS)
         yield profile, dsn, processes, cluster
     finally:
         for process in processes.values():
