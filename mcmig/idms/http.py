@@ -16,6 +16,7 @@ from aiohttp import web
 from authlib.oauth2.rfc6749 import OAuth2Error
 
 from mcmig.idms.provider import HttpRequest, IdentityProvider
+from mcmig.idms.throttle import LoginThrottle
 from mcmig.profiles.model import HostPort
 
 log = logging.getLogger("mcmig.idms")
@@ -25,14 +26,15 @@ JWKS_MAX_AGE = 300  # seconds verifiers may cache the JWKS (Cache-Control)
 _LOGIN_FIELDS = ("username", "password")
 
 
-def _page(title: str, body: str, status: int = 200) -> web.Response:
+def _page(title: str, body: str, status: int = 200, retry_after: int | None = None) -> web.Response:
     text = (
         '<!DOCTYPE html><html><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title></head><body>{body}</body></html>"
     )
-    return web.Response(
-        status=status, text=text, content_type="text/html", headers={"Cache-Control": "no-store"}
-    )
+    headers = {"Cache-Control": "no-store"}
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
+    return web.Response(status=status, text=text, content_type="text/html", headers=headers)
 
 
 def login_form(params: dict[str, str], problem: str | None = None) -> web.Response:
@@ -78,8 +80,9 @@ async def _read(request: web.Request) -> HttpRequest:
 
 
 class IdmsApp:
-    def __init__(self, provider: IdentityProvider) -> None:
+    def __init__(self, provider: IdentityProvider, throttle: LoginThrottle | None = None) -> None:
         self.provider = provider
+        self.throttle = throttle or LoginThrottle()
         self.app = web.Application(client_max_size=MAX_BODY, middlewares=[self._never_a_traceback])
         self.app.add_routes(
             [
@@ -133,13 +136,40 @@ class IdmsApp:
         if problem is not None:
             return problem
         username, password = incoming.form.get("username", ""), incoming.form.get("password", "")
+        source = request.remote or "-"
+        refused = self._throttled(source)
+        if refused is not None:
+            return refused
         # Argon2 takes tens of milliseconds of CPU: off the event loop.
-        user = await asyncio.to_thread(self.provider.authenticate, username, password)
+        self.throttle.checking += 1
+        try:
+            user = await asyncio.to_thread(self.provider.authenticate, username, password)
+        finally:
+            self.throttle.checking -= 1
         if user is None:
-            log.info("IdMS login refused for %r", username[:64])
+            log.info("IdMS login refused for %r from %s", username[:64], source)
+            if self.throttle.failed(source):
+                log.warning(
+                    "IdMS: %d failed logins from %s within %g s; its logins wait",
+                    self.throttle.failures,
+                    source,
+                    self.throttle.window,
+                )
             return login_form(incoming.form, "wrong user name or password")
+        self.throttle.succeeded(source)
         log.info("IdMS login of %s", user)
         return _answer(*self.provider.create_authorization_response(incoming, user, grant))
+
+    def _throttled(self, source: str) -> web.Response | None:
+        """The answer to a login that may not be checked now, before any hash."""
+        wait = self.throttle.wait_for(source)
+        if wait is not None:
+            text = f"Too many failed logins from this address; try again in {wait} s."
+            return _page("Too many failed logins", f"<p>{text}</p>", 429, wait)
+        if self.throttle.busy():
+            text = "Too many logins being checked; try again in a second."
+            return _page("Busy", f"<p>{text}</p>", 503, 1)
+        return None
 
     async def token(self, request: web.Request) -> web.Response:
         incoming = await _read(request)
@@ -160,11 +190,18 @@ def server_tls(cert: Path, key: Path) -> ssl.SSLContext:
 class IdmsServer:
     """One IdMS listening on HTTPS."""
 
-    def __init__(self, provider: IdentityProvider, listen: HostPort, cert: Path, key: Path) -> None:
+    def __init__(
+        self,
+        provider: IdentityProvider,
+        listen: HostPort,
+        cert: Path,
+        key: Path,
+        throttle: LoginThrottle | None = None,
+    ) -> None:
         self.provider = provider
         self.listen = listen
         self._tls = server_tls(cert, key)
-        self._runner = web.AppRunner(IdmsApp(provider).app, access_log=None)
+        self._runner = web.AppRunner(IdmsApp(provider, throttle).app, access_log=None)
 
     async def start(self) -> None:
         await self._runner.setup()

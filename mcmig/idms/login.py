@@ -139,6 +139,7 @@ class IdmsClient:
             form = {**params, "username": username, "password": password}
             async with self.session.post(url, data=form, allow_redirects=False) as answer:
                 location = answer.headers.get("Location", "")
+                retry_after = answer.headers.get("Retry-After", "")
                 status = answer.status
                 self._step("POST /authorize (user name, password)", status)
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
@@ -151,6 +152,15 @@ class IdmsClient:
                 self.issuer,
                 401,
                 "access_denied",
+            )
+        if status in (429, 503):
+            why = "too many failed logins from here" if status == 429 else "busy"
+            raise LoginError(
+                f"login at {self.issuer} refused for now ({why}): HTTP {status}, "
+                f"retry after {retry_after or '?'} s",
+                self.issuer,
+                status,
+                "temporarily_unavailable",
             )
         query = parse_qs(urlsplit(location).query)
         if status != 302 or not location.startswith(REDIRECT_URI):

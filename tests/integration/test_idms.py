@@ -29,6 +29,7 @@ from mcmig.idms.errors import LoginError
 from mcmig.idms.http import IdmsServer
 from mcmig.idms.login import IdmsClient, access_token_for, pkce_pair
 from mcmig.idms.provider import IdentityProvider
+from mcmig.idms.throttle import LoginThrottle
 from mcmig.idms.vocabulary import CLIENT_ID, REDIRECT_URI
 from mcmig.mc.jwks import JwksKeys, https_client_context
 from mcmig.mc.policy import VisitorPolicy
@@ -61,7 +62,7 @@ PRIMARY, PARTNER = _system(DEMO, "primary.example"), _system(DEMO, "partner.exam
 
 @asynccontextmanager
 async def idms(
-    *systems: SystemProfile, deployment: Deployment = DEMO
+    *systems: SystemProfile, deployment: Deployment = DEMO, throttle: LoginThrottle | None = None
 ) -> AsyncIterator[dict[str, IdmsServer]]:
     servers = {}
     try:
@@ -71,6 +72,7 @@ async def idms(
                 system.idms.listen,
                 system.idms.tls_cert,
                 system.idms.tls_key,
+                throttle,
             )
             await server.start()
             servers[system.domain] = server
@@ -204,6 +206,60 @@ def test_a_wrong_password_and_an_unknown_user_are_refused_alike() -> None:
                 assert (refused.value.status, refused.value.error) == (401, "access_denied")
 
     _run(main())
+
+
+def test_failed_logins_from_one_address_wait_and_are_refused_before_any_hash() -> None:
+    throttle = LoginThrottle(failures=3, window=60)
+
+    async def main() -> None:
+        async with (
+            idms(PRIMARY, throttle=throttle) as servers,
+            IdmsClient(PRIMARY.idms.issuer, PRIMARY.idms.tls_ca) as client,
+        ):
+            provider = servers[PRIMARY.domain].provider
+            checked: list[str] = []
+            authenticate = provider.authenticate
+
+            def counting(username: str, password: str) -> str | None:
+                checked.append(username)
+                return authenticate(username, password)
+
+            provider.authenticate = counting  # type: ignore[method-assign]
+            for _ in range(3):
+                with pytest.raises(LoginError) as refused:
+                    await client.login("alice", "wrong")
+                assert refused.value.status == 401
+            # the right password now waits too: the address is what is limited
+            with pytest.raises(LoginError) as refused:
+                await client.login("alice", PASSWORDS[ALICE])
+            assert (refused.value.status, refused.value.error) == (429, "temporarily_unavailable")
+            assert "retry after" in str(refused.value)
+            assert checked == ["alice"] * 3  # no hash computed for the refused one
+            _, page = await _authorize_page()
+            status, _, headers = await _post(
+                f"{PRIMARY.idms.issuer}/authorize",
+                {**page, "username": "alice", "password": PASSWORDS[ALICE]},
+            )
+            assert status == 429 and 1 <= int(headers["Retry-After"]) <= 60
+            # as many checks in progress as allowed: refused at once, not queued
+            throttle.succeeded("127.0.0.1")
+            throttle.checking = throttle.checks_at_once
+            with pytest.raises(LoginError) as refused:
+                await client.login("alice", PASSWORDS[ALICE])
+            assert refused.value.status == 503
+            throttle.checking = 0
+            assert (await client.login("alice", PASSWORDS[ALICE])).access_token
+            assert checked == ["alice"] * 4
+
+    _run(main())
+
+
+async def _authorize_page() -> tuple[int, dict[str, str]]:
+    """The parameters a login form posts back (PKCE S256, any verifier)."""
+    _, challenge = pkce_pair()
+    params = _authorize_params(challenge)
+    status, _, _ = await _get(f"{PRIMARY.idms.issuer}/authorize", **params)
+    return status, params
 
 
 # -- PKCE --------------------------------------------------------------------------------------
