@@ -259,6 +259,7 @@ def run_up(args: argparse.Namespace) -> int:
                     only=only,
                     watch=lambda node: _each(watchers, node),
                     watch_server=None if metrics is None else metrics.watch_server,
+                    watch_idms=None if metrics is None else metrics.watch_idms,
                 )
             )
             pacers.append(tune_garbage_collector())

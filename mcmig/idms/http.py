@@ -9,6 +9,7 @@ import html
 import json
 import logging
 import ssl
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from authlib.oauth2.rfc6749 import OAuth2Error
 
 from mcmig.idms.provider import HttpRequest, IdentityProvider
 from mcmig.idms.throttle import LoginThrottle
+from mcmig.idms.vocabulary import GRANT_TYPES
 from mcmig.profiles.model import HostPort
 
 log = logging.getLogger("mcmig.idms")
@@ -83,6 +85,10 @@ class IdmsApp:
     def __init__(self, provider: IdentityProvider, throttle: LoginThrottle | None = None) -> None:
         self.provider = provider
         self.throttle = throttle or LoginThrottle()
+        # Told of each login posted (accepted, refused, throttled, busy) and of each
+        # token request (its grant type, and "issued" or the OAuth error code).
+        self.on_login: Callable[[str], None] = _ignore
+        self.on_token: Callable[[str, str], None] = _ignore
         self.app = web.Application(client_max_size=MAX_BODY, middlewares=[self._never_a_traceback])
         self.app.add_routes(
             [
@@ -139,6 +145,7 @@ class IdmsApp:
         source = request.remote or "-"
         refused = self._throttled(source)
         if refused is not None:
+            self.on_login("throttled" if refused.status == 429 else "busy")
             return refused
         # Argon2 takes tens of milliseconds of CPU: off the event loop.
         self.throttle.checking += 1
@@ -146,6 +153,7 @@ class IdmsApp:
             user = await asyncio.to_thread(self.provider.authenticate, username, password)
         finally:
             self.throttle.checking -= 1
+        self.on_login("refused" if user is None else "accepted")
         if user is None:
             log.info("IdMS login refused for %r from %s", username[:64], source)
             if self.throttle.failed(source):
@@ -175,9 +183,39 @@ class IdmsApp:
         incoming = await _read(request)
         await self.provider.prepare(incoming.form)
         status, body, headers = self.provider.create_token_response(incoming)
+        grant = incoming.form.get("grant_type", "")
+        known = grant if grant in GRANT_TYPES else "other"
+        self.on_token(known.rpartition(":")[2], "issued" if status == 200 else _error(body))
         if status != 200:
             log.info("IdMS token request refused: %s", body.get("error_description") or body)
         return _answer(status, body, headers)
+
+
+def _ignore(*_: str) -> None:
+    pass
+
+
+def _error(body: Any) -> str:
+    """The OAuth error code of a refusal, as a metric label: one of RFC 6749's
+    codes or "other", never whatever a request made up."""
+    error = body.get("error") if isinstance(body, dict) else None
+    return error if error in _OAUTH_ERRORS else "other"
+
+
+_OAUTH_ERRORS = frozenset(
+    {
+        "invalid_request",
+        "invalid_client",
+        "invalid_grant",
+        "unauthorized_client",
+        "unsupported_grant_type",
+        "invalid_scope",
+        "invalid_target",  # RFC 8693
+        "access_denied",
+        "server_error",
+        "temporarily_unavailable",
+    }
+)
 
 
 def server_tls(cert: Path, key: Path) -> ssl.SSLContext:
@@ -201,7 +239,8 @@ class IdmsServer:
         self.provider = provider
         self.listen = listen
         self._tls = server_tls(cert, key)
-        self._runner = web.AppRunner(IdmsApp(provider, throttle).app, access_log=None)
+        self.app = IdmsApp(provider, throttle)
+        self._runner = web.AppRunner(self.app.app, access_log=None)
 
     async def start(self) -> None:
         await self._runner.setup()

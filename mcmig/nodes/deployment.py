@@ -24,7 +24,7 @@ from mcmig.transport.memory import MemoryNetwork
 from mcmig.transport.tls import client_context, server_context
 
 if TYPE_CHECKING:
-    from mcmig.idms.http import IdmsServer
+    from mcmig.idms.http import IdmsApp, IdmsServer
 
 # Seconds a stopping deployment waits for the answers to the BYEs of its calls.
 HANG_UP_GRACE = 2.0
@@ -82,7 +82,11 @@ def published_keys(system: SystemProfile) -> KeySource:
     return JwksKeys(system.idms.issuer, https_client_context(system.idms.tls_ca))
 
 
-async def start_idms(system: SystemProfile, deployment: Deployment) -> IdmsServer:
+async def start_idms(
+    system: SystemProfile,
+    deployment: Deployment,
+    watch: Callable[[str, IdmsApp], None] | None = None,
+) -> IdmsServer:
     from mcmig.idms.http import IdmsServer
     from mcmig.idms.provider import IdentityProvider
 
@@ -90,6 +94,8 @@ async def start_idms(system: SystemProfile, deployment: Deployment) -> IdmsServe
     server = IdmsServer(
         IdentityProvider(system, deployment), idms.listen, idms.tls_cert, idms.tls_key
     )
+    if watch is not None:
+        watch(idms.name, server.app)
     try:
         await server.start()
     except OSError as exc:
@@ -120,6 +126,7 @@ async def start_deployment(
     transport: TransportConfig | None = None,
     watch: Callable[[SipNode], None] | None = None,
     watch_server: Callable[[str, McServer, Path], None] | None = None,
+    watch_idms: Callable[[str, IdmsApp], None] | None = None,
     clock: Callable[[], float] = time.time,
     token_keys: Callable[[SystemProfile], KeySource] = published_keys,
     run_idms: bool = True,
@@ -148,7 +155,7 @@ async def start_deployment(
     try:
         for system in deployment.systems:
             if run_idms and (only is None or system.idms.name in only):
-                running.idms[system.idms.name] = await start_idms(system, deployment)
+                running.idms[system.idms.name] = await start_idms(system, deployment, watch_idms)
         for system in deployment.systems:
             verifier = TokenVerifier(
                 system.domain,

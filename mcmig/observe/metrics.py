@@ -12,6 +12,7 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from threading import Thread
+from typing import TYPE_CHECKING
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
@@ -23,6 +24,9 @@ from mcmig.node.runtime import SipNode
 from mcmig.nodes.server import McServer
 from mcmig.sip.message import Request, Response
 from mcmig.sip.peer import TransportAddress
+
+if TYPE_CHECKING:  # the IdMS (aiohttp, Authlib) is imported only where one runs
+    from mcmig.idms.http import IdmsApp
 
 # Migration latency buckets, seconds: a migration crosses up to four B2BUAs and
 # commits a record; under a millisecond on loopback, seconds when a peer is slow.
@@ -59,6 +63,19 @@ class DeploymentMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.logins = Counter(
+            "mcmig_idms_logins",
+            "Logins posted to an IdMS's form, by outcome (accepted, refused, throttled, busy)",
+            ["node", "outcome"],
+            registry=self.registry,
+        )
+        self.token_requests = Counter(
+            "mcmig_idms_token_requests",
+            "Requests to an IdMS's token endpoint, by grant type and outcome "
+            "(issued, or the OAuth error)",
+            ["node", "grant", "outcome"],
+            registry=self.registry,
+        )
         self._state = _NodeState()
         self.registry.register(self._state)
 
@@ -92,6 +109,13 @@ class DeploymentMetrics:
             self.latency.labels(name, role).observe(seconds)
 
         server.on_migration = answered
+
+    def watch_idms(self, name: str, idms: IdmsApp) -> None:
+        """Logins and token requests at an IdMS."""
+        idms.on_login = lambda outcome: self.logins.labels(name, outcome).inc()
+        idms.on_token = lambda grant, outcome: self.token_requests.labels(
+            name, grant, outcome
+        ).inc()
 
     def serve(self, host: str, port: int) -> MetricsEndpoint:
         server, thread = start_http_server(port, addr=host, registry=self.registry)
