@@ -285,7 +285,8 @@ class PostgresRegistry:
 
     async def _migrated_many(self, records: list[MigrationRecord]) -> list[Stored]:
         # One batch is in flight at a time, on a connection of its own: taking one
-        # from the pool and giving it back cost more client CPU than the statement.
+        # from the pool and giving it back cost about as much client CPU as the
+        # statement itself.
         try:
             if self._writer is None or self._writer.is_closed():
                 self._writer = await asyncpg.connect(
