@@ -339,10 +339,12 @@ class McServer:
         response = await forward(
             self.node, request, onward, destination, self.system.timeouts.server, self.agent
         )
-        if response.status == 504:
-            # We answer "timeout", but the primary may have recorded the migration
-            # all the same (its 200 came back too late, or was lost): that attempt's
-            # record is ended there, so both systems tell the same outcome.
+        if response.status >= 500:
+            # We answer a failure, but the primary may have recorded the migration
+            # all the same: its 200 came back too late or was lost (504), or its
+            # database committed and the connection broke before it said so (503).
+            # That attempt's record is ended there, so both systems tell the same
+            # outcome; a retry before then cancels it.
             self.attempt_ends.end_later(user, temporary_id, began)
         if response.status == 200:
             contact = (

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import tempfile
+import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from mcmig.commands.migrate import token_for
 from mcmig.node.runtime import SipNode
@@ -15,8 +17,12 @@ from mcmig.nodes.deployment import start_deployment
 from mcmig.profiles import Deployment, load_deployment
 from mcmig.profiles.keys import profile_keys
 from mcmig.profiles.model import Timeouts
+from mcmig.registry import MigrationRecord, RegistryUnavailable, SqliteRegistry, Stored
 from mcmig.transport.memory import Faults, MemoryNetwork
+from tests.support.lab import Lab
 from tests.support.tools import ROOT
+
+ALICE = "sip:alice@primary.example"
 
 USERS = 500
 VISITORS: set[str] = set()  # the partner's visitors at the end of the last scenario
@@ -127,3 +133,51 @@ def test_under_loss_both_systems_tell_the_same_outcome_without_retries() -> None
     assert registry == accepted
     assert accepted == VISITORS
     assert STAYS["primary"] == STAYS["partner"]
+
+
+def test_a_503_from_a_primary_that_had_committed_is_ended_there_too(tmp_path: Path) -> None:
+    """The primary's database commits the record and the connection breaks before
+    it says so: the primary answers 503 (it cannot know), the client is told 503,
+    and the partner ends that attempt at the primary as after a 504, so that the
+    primary does not keep a user the client saw refused."""
+    deployment = load_deployment(ROOT / "sip_profiles/demo.yaml")
+    shorter = {  # the partner ends the attempt 3 + 2 + 1 s after it began
+        "primary.example": Timeouts(server=3, gateway_outbound=2, gateway_inbound=1),
+        "partner.example": Timeouts(server=3, gateway_outbound=2, gateway_inbound=1),
+    }
+    lab = Lab(
+        dataclasses.replace(
+            deployment,
+            systems=tuple(
+                dataclasses.replace(s, timeouts=shorter[s.domain]) for s in deployment.systems
+            ),
+        ),
+        tmp_path,
+    )
+    lab.start()
+    try:
+        assert lab.running is not None
+        primary = lab.running.servers["primary-server"]
+        database = primary.registry
+        assert isinstance(database, SqliteRegistry)
+
+        class CommittedThenLost:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(database, name)
+
+            async def migrated(self, record: MigrationRecord) -> Stored:
+                await database.migrated(record)
+                raise RegistryUnavailable("connection lost after the commit")
+
+        primary.registry = CommittedThenLost()  # type: ignore[assignment]
+        outcome = lab.migrate(ALICE)
+        assert (outcome.status, outcome.cause) == (503, "overloaded")
+        assert [r.mc_service_id for r in database.store.all()] == [ALICE]  # it did commit
+        primary.registry = database  # the database answers again
+        deadline = time.monotonic() + 15
+        while database.store.all() and time.monotonic() < deadline:
+            lab.run(asyncio.sleep(0.2))
+        assert database.store.all() == []
+        assert lab.registry("partner-server") == []
+    finally:
+        lab.close()
