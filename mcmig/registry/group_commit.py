@@ -12,6 +12,20 @@ Item = TypeVar("Item")
 Outcome = TypeVar("Outcome")
 
 
+def _answer_each(batch: list[tuple[Item, asyncio.Future[Outcome]]], results: list[Outcome]) -> None:
+    """Each caller of a committed batch gets its outcome (unless it gave up)."""
+    for (_, future), result in zip(batch, results, strict=True):
+        if not future.done():
+            future.set_result(result)
+
+
+def _fail_each(batch: list[tuple[Item, asyncio.Future[Outcome]]], exc: BaseException) -> None:
+    """Each caller of a batch that was not written is told why."""
+    for _, future in batch:
+        if not future.done():
+            future.set_exception(exc)
+
+
 class GroupCommit(Generic[Item, Outcome]):
     """Writes that arrive together share one transaction.
 
@@ -110,17 +124,13 @@ class GroupCommit(Generic[Item, Outcome]):
         self.records += len(batch)
         if self.settled is not None:
             self.settled([item for item, _ in batch], results)
-        for (_, future), result in zip(batch, results, strict=True):
-            if not future.done():
-                future.set_result(result)
+        _answer_each(batch, results)
 
     def _fail(self, batch: list[tuple[Item, asyncio.Future[Outcome]]], exc: BaseException) -> None:
         # The disk failed: nobody is told 200.
         if self.settled is not None:
             self.settled([item for item, _ in batch], None)
-        for _, future in batch:
-            if not future.done():
-                future.set_exception(exc)
+        _fail_each(batch, exc)
 
     def close(self) -> None:
         """Wait for the commit in flight, if any; later puts fail."""
@@ -167,15 +177,11 @@ class PipelinedCommit(Generic[Item, Outcome]):
                 try:
                     results = await self.commit_many([item for item, _ in batch])
                 except Exception as exc:
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
+                    _fail_each(batch, exc)
                     continue
                 self.batches += 1
                 self.records += len(batch)
-                for (_, future), result in zip(batch, results, strict=True):
-                    if not future.done():
-                        future.set_result(result)
+                _answer_each(batch, results)
         except asyncio.CancelledError:
             # the loop is closing: nobody waits for ever (nor is told 200)
             for _, future in [*batch, *self._pending]:

@@ -31,7 +31,7 @@ from mcmig.nodes.client import McClient
 from mcmig.profiles import load_deployment
 from mcmig.profiles.keys import idms_key
 from mcmig.sip.peer import TransportAddress
-from tests.support.tools import ROOT
+from tests.support.tools import ROOT, terminate
 
 PARTNER_SERVER = TransportAddress("UDP", "127.0.2.10", 5060)
 
@@ -61,13 +61,7 @@ class Process:
         self.proc.wait()
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         self._out.close()
 
 
